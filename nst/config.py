@@ -57,6 +57,7 @@ class LossConfig:
     content_weight: float = 1.0  # alpha
     style_weight: float = 1000.0  # beta; the paper's alpha/beta = 1e-3
     tv_weight: float = 0.0
+    content_form: str = "paper"  # paper: 1/2 sum (F-P)^2 (eq. 2.2) | original: sum (F-P)^2 / (4 N M), the original code
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ CHOICES = {
     "init.method": ("noise", "content", "random", "file"),
     "optimizer.method": ("lbfgs", "adam"),
     "color.preserve": ("none", "luminance", "histogram"),
+    "loss.content_form": ("paper", "original"),
 }
 
 

@@ -20,9 +20,13 @@ def gram_matrix(features: tf.Tensor, normalize: bool = False) -> tf.Tensor:
     return gram
 
 
-def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """Eq. 2.2, 1/2 sum (F - P)^2."""
-    return 0.5 * tf.reduce_sum(tf.square(features - target))
+def content_loss(features: tf.Tensor, target: tf.Tensor, form: str = "paper") -> tf.Tensor:
+    """Eq. 2.2, 1/2 sum (F - P)^2; ``form="original"``: sum (F - P)^2 / (4 N M), as the original code had it."""
+    squared = tf.reduce_sum(tf.square(features - target))
+    if form == "original":
+        n_m = tf.cast(tf.size(features), squared.dtype)  # N * M (batch of one)
+        return squared / (4.0 * n_m)
+    return 0.5 * squared
 
 
 def layer_style_loss(gram: tf.Tensor, target_gram: tf.Tensor, n_filters: int, n_positions: int = 1) -> tf.Tensor:

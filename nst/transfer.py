@@ -70,8 +70,9 @@ def make_objective(extractor: FeatureExtractor, targets: Targets, cfg: NSTConfig
 
     def objective(image: tf.Tensor) -> dict[str, tf.Tensor]:
         feats = extractor(image)
-        c = tf.add_n([w * content_loss(feats[n], targets.content[n]) for n, w in content_w.items()]) \
-            if content_w else tf.constant(0.0)
+        c = tf.constant(0.0)
+        for name, w in content_w.items():
+            c += w * content_loss(feats[name], targets.content[name], cfg.loss.content_form)
         return {"content": alpha * c,
                 "style": beta * style_loss(feats, targets.grams, style_w),
                 "tv": tv * total_variation(image)}
