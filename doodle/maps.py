@@ -274,12 +274,13 @@ def _palette_codes(stats, min_share, count) -> tuple[np.ndarray, list[str]]:
     """The flat colours of all maps, near-duplicates merged, optionally the ``count`` most frequent."""
     flat = np.unique(np.concatenate([_flat_codes(st, min_share) for st in stats.values()]))
     reps, freq = _merge_near_duplicates(flat, _mean_shares(stats, flat))
+    reps = reps[np.lexsort((reps, -freq))]  # most frequent group first
     warn: list[str] = []
     if count is not None and count < len(reps):
         dropped = ", ".join(to_hex(_unpack(c)) for c in reps[count:])
         warn.append(f"keeping the {count} most frequent of {len(reps)} flat colours; dropped {dropped} "
                     f"(their pixels take the nearest label)")
-        reps, freq = reps[:count], freq[:count]
+        reps = reps[:count]
     elif count is not None and count > len(reps):
         warn.append(f"asked for {count} labels but the maps have only {len(reps)} flat colours; using "
                     f"{len(reps)}")

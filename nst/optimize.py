@@ -22,10 +22,10 @@ Objective = Callable[[tf.Tensor], dict[str, tf.Tensor]]
 TERMS = ("content", "style", "tv")
 
 
-def value_and_grad(objective: Objective) -> Callable[[tf.Tensor], tuple[dict, tf.Tensor]]:
+def value_and_grad(objective: Objective, jit_compile: bool = False) -> Callable[[tf.Tensor], tuple[dict, tf.Tensor]]:
     """Compile ``objective`` once: image -> ({term: value, "total": value}, d total / d image)."""
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, jit_compile=jit_compile)
     def step(image: tf.Tensor):
         with tf.GradientTape() as tape:
             tape.watch(image)
