@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +46,16 @@ def read_image(path: str | Path, what: str = "image", max_pixels: int = 50_000_0
     if path.stat().st_size == 0:
         raise UserError(f"{what} is an empty file: {path}")
     try:
-        with Image.open(path) as img:
-            w, h = img.size  # read from the header before any pixel is decoded
-            if w * h > max_pixels:
-                raise UserError(f"{what} {path.name} is {w}x{h} = {w * h:,} pixels, over the limit of "
-                                f"{max_pixels:,} (image.max_input_pixels)")
-            img.load()
-            return np.asarray(_to_rgb(img), dtype=np.uint8)
+        with warnings.catch_warnings():
+            # image.max_input_pixels (below) decides; PIL's DecompressionBombWarning would be a second stderr line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size  # read from the header before any pixel is decoded
+                if w * h > max_pixels:
+                    raise UserError(f"{what} {path.name} is {w}x{h} = {w * h:,} pixels, over the limit of "
+                                    f"{max_pixels:,} (image.max_input_pixels)")
+                img.load()
+                return np.asarray(_to_rgb(img), dtype=np.uint8)
     except UserError:
         raise
     except Image.DecompressionBombError:

@@ -46,9 +46,18 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def run_lbfgs(objective: Objective, x0: np.ndarray, cfg: OptimizerConfig, callback: Callback) -> tuple[np.ndarray, str]:
-    """L-BFGS-B over the pixels; ``cfg.rounds`` fresh starts (memory reset) share the iterations."""
-    step = value_and_grad(objective)
+RoundHook = Callable[[np.ndarray], None]
+
+
+def run_lbfgs(objective: Objective, x0: np.ndarray, cfg: OptimizerConfig, callback: Callback,
+              on_round: RoundHook | None = None, jit_compile: bool = False) -> tuple[np.ndarray, str]:
+    """L-BFGS-B over the pixels; ``cfg.rounds`` fresh starts (memory reset) share the iterations.
+
+    ``on_round(image)``, when given, is called with the current (H, W, 3) image before each round, e.g.
+    to refresh targets the objective reads from tf.Variables (no retracing, and the objective stays fixed
+    within a round as L-BFGS needs).
+    """
+    step = value_and_grad(objective, jit_compile)
     shape = (1, *x0.shape)
     last: dict = {}
 
@@ -69,6 +78,8 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, cfg: OptimizerConfig, callba
         callback(_event(done, last["terms"], start, xk.reshape(x0.shape).astype(np.float32)))
 
     for n in _split(cfg.iterations, cfg.rounds):
+        if on_round is not None:
+            on_round(x.reshape(x0.shape).astype(np.float32))
         maxfun = cfg.max_evals_per_round or 2 * n + 20
         x, _, info = fmin_l_bfgs_b(func, x, bounds=bounds, maxiter=n, maxfun=maxfun, factr=0.0, pgtol=0.0,
                                    callback=on_iteration)
@@ -78,13 +89,20 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, cfg: OptimizerConfig, callba
     return x.reshape(x0.shape).astype(np.float32), stop
 
 
-def run_adam(objective: Objective, x0: np.ndarray, cfg: OptimizerConfig, callback: Callback) -> tuple[np.ndarray, str]:
-    """Adam on the pixels (the original NST script's choice, lr 2.0), clipped to 0..255 when bounded."""
-    step = value_and_grad(objective)
+def run_adam(objective: Objective, x0: np.ndarray, cfg: OptimizerConfig, callback: Callback,
+             on_round: RoundHook | None = None, jit_compile: bool = False) -> tuple[np.ndarray, str]:
+    """Adam on the pixels (the original NST script's choice, lr 2.0), clipped to 0..255 when bounded.
+
+    ``on_round(image)``, when given, is called before the first step of each of ``cfg.rounds`` equal parts.
+    """
+    step = value_and_grad(objective, jit_compile)
     image = tf.Variable(x0[None].astype(np.float32))
     opt = tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
     start = time.perf_counter()
+    round_starts = set(np.cumsum([1] + _split(cfg.iterations, cfg.rounds))[:-1].tolist())
     for i in range(1, cfg.iterations + 1):
+        if on_round is not None and i in round_starts:
+            on_round(image.numpy()[0])
         terms, grad = step(tf.convert_to_tensor(image))
         opt.apply_gradients([(grad, image)])
         if cfg.bounds:
@@ -93,7 +111,13 @@ def run_adam(objective: Objective, x0: np.ndarray, cfg: OptimizerConfig, callbac
     return image.numpy()[0], "iterations done"
 
 
-def optimize(objective: Objective, x0: np.ndarray, cfg: OptimizerConfig, callback: Callback) -> tuple[np.ndarray, str]:
-    """Minimise ``objective`` from ``x0`` (H, W, 3); returns (image, why it stopped)."""
+def optimize(objective: Objective, x0: np.ndarray, cfg: OptimizerConfig, callback: Callback,
+             on_round: RoundHook | None = None, precision: str = "float32") -> tuple[np.ndarray, str]:
+    """Minimise ``objective`` from ``x0`` (H, W, 3); returns (image, why it stopped).
+
+    ``on_round(image)`` (optional) runs before each of ``cfg.rounds`` rounds (see :func:`run_lbfgs`).
+    bfloat16 is always XLA-compiled: TF's plain bf16 CPU kernels ran ~9x slower than XLA's on a CPU
+    without AVX-512 (README "Speed").
+    """
     runner = run_lbfgs if cfg.method == "lbfgs" else run_adam
-    return runner(objective, x0, cfg, callback)
+    return runner(objective, x0, cfg, callback, on_round, jit_compile=cfg.xla or precision == "bfloat16")

@@ -111,7 +111,8 @@ def stylize(content: np.ndarray, styles: list[tuple[np.ndarray, float]], cfg: NS
     styles = prepare_styles(cfg, content, styles)
     targets = compute_targets(extractor, content, styles, cfg)
     objective = make_objective(extractor, targets, cfg)
-    image, stop = optimize(objective, initial_image(cfg, content, init_file), cfg.optimizer, callback)
+    image, stop = optimize(objective, initial_image(cfg, content, init_file), cfg.optimizer, callback,
+                           precision=cfg.precision)
     if cfg.color.preserve == "luminance":
         image = luminance_transfer(image, content)
     return image, stop

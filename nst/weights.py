@@ -11,6 +11,7 @@ Every file is checked against a known checksum. The result is a plain dict
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -188,8 +189,9 @@ def _keras_download(network: str) -> tuple[Path | None, str]:
 
     fname, md5 = KERAS_FILES[network]
     try:
-        path = keras.utils.get_file(fname, KERAS_URL.format(net=network, file=fname), cache_subdir="models",
-                                    file_hash=md5)
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data from": stdout is for data
+            path = keras.utils.get_file(fname, KERAS_URL.format(net=network, file=fname), cache_subdir="models",
+                                        file_hash=md5)
         return Path(path), ""
     except Exception as exc:  # offline, proxy, checksum: all mean "not available"
         return None, str(exc).splitlines()[0].split(": None -- ")[-1][:120]
