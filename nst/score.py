@@ -1,0 +1,194 @@
+"""``python -m nst.score IMAGE [IMAGE ...] --config CONFIG [--reference RUN_DIR] [--json]``: grade an image.
+
+Computes the content, style, tv and total loss of any image (a student's result, another tool's
+output) under a config's network, layers and weights, with the very objective the optimiser
+minimises (:func:`nst.transfer.make_objective`, evaluated through :func:`nst.optimize.value_and_grad`),
+so the score of a run's snapshot equals that run's ``losses.csv`` row up to 8-bit PNG rounding.
+The image is resized to the config's output size (the content image at ``image.size``). Lower is
+better. The values are printed beside the reference run's: the config's ``output_dir`` (or
+``--reference RUN_DIR``), read from its ``run.json`` / ``losses.csv``. See docs/GRADING.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nst.cli import run_main, say
+from nst.config import NSTConfig, load_config, to_dict
+from nst.errors import UserError
+from nst.plot import config_differences, read_losses, read_run_config
+
+TERMS = ("content", "style", "tv", "total")
+# The config keys that define the objective; a reference that differs in one of them is not comparable.
+OBJECTIVE_KEYS = ("content", "style", "precision", "image.size", "image.style_scale", "model.", "layers.", "loss.",
+                  "color.")
+
+
+@dataclass(frozen=True)
+class Reference:
+    run_dir: str
+    iteration: int
+    losses: dict[str, float]
+    status: str  # run.json's status (finished | interrupted | failed), or "unknown" without run.json
+    differences: list[str]  # config keys where the reference ran with other settings
+
+
+class Scorer:
+    """The config's objective, built once; call it on (H, W, 3) 0..255 images of the output size."""
+
+    def __init__(self, cfg: NSTConfig, content: np.ndarray, styles: list[tuple[np.ndarray, float]],
+                 extractor):
+        from nst.optimize import value_and_grad
+        from nst.transfer import compute_targets, make_objective, prepare_styles
+
+        self.cfg, self.size = cfg, (content.shape[1], content.shape[0])  # (width, height)
+        targets = compute_targets(extractor, content, prepare_styles(cfg, content, styles), cfg)
+        self._step = value_and_grad(make_objective(extractor, targets, cfg))  # the optimiser's own function
+
+    def __call__(self, image: np.ndarray) -> dict[str, float]:
+        import tensorflow as tf
+
+        if (image.shape[1], image.shape[0]) != self.size:
+            raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, the objective wants "
+                             f"{self.size[0]}x{self.size[1]}")
+        terms, _ = self._step(tf.constant(np.asarray(image, np.float32)[None]))
+        return {k: float(terms[k]) for k in TERMS}
+
+
+def find_reference(run_dir: Path, cfg: NSTConfig) -> Reference | None:
+    """The final losses of the run in ``run_dir`` (run.json, else the last losses.csv row), or None."""
+    info = None
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    losses, iteration = None, 0
+    if info and info.get("final_losses"):
+        losses, iteration = info["final_losses"], int(info.get("iterations_done", 0))
+    elif (run_dir / "losses.csv").is_file():
+        try:
+            cols = read_losses(run_dir)
+        except UserError:
+            return None
+        losses = {k: float(cols[k][-1]) for k in TERMS}
+        iteration = int(cols["iteration"][-1])
+    if losses is None:
+        return None
+    recorded = read_run_config(run_dir)
+    diffs = config_differences([recorded, to_dict(cfg)]) if recorded else ["(no run.json: settings unknown)"]
+    diffs = [d for d in diffs if d.startswith(OBJECTIVE_KEYS) and d != "model.download"]
+    return Reference(str(run_dir), iteration, {k: float(losses[k]) for k in TERMS},
+                     info.get("status", "unknown") if info else "unknown", diffs)
+
+
+def load_scored_image(path: str, size: tuple[int, int], limit: int) -> tuple[np.ndarray, str | None]:
+    """Read an image and resize it to the output ``size`` (width, height); say if it was resized."""
+    from nst.images import read_image, resize
+
+    raw = read_image(path, "image to score", limit)
+    if (raw.shape[1], raw.shape[0]) == tuple(size):
+        return raw.astype(np.float32), None
+    return resize(raw, size, f"image to score {Path(path).name}"), f"{raw.shape[1]}x{raw.shape[0]}"
+
+
+def score_images(paths: list[str], cfg: NSTConfig) -> tuple[list[dict], dict]:
+    """Load inputs and weights as nst.run does, then score every image. Returns (scores, setup info)."""
+    from nst.run import load_inputs
+    from nst.weights import load_weights
+
+    content, styles, _ = load_inputs(cfg)
+    size = (content.shape[1], content.shape[0])
+    images = [(p, *load_scored_image(p, size, cfg.image.max_input_pixels)) for p in paths]  # fail before TF work
+    from nst.transfer import layer_weights, make_extractor  # imports TensorFlow
+
+    weights, info = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
+    layer_weights(cfg, info.network)
+    if info.notice:
+        say(f"notice: {info.notice}")
+    scorer = Scorer(cfg, content, styles, make_extractor(cfg, weights, info.network))
+    scores = [{"image": str(p), "resized_from": was, "losses": scorer(img)} for p, img, was in images]
+    setup = {"network": info.network, "weights_sha256": info.sha256, "size": list(size),
+             "pooling": cfg.model.pooling}
+    if cfg.color.preserve == "luminance":
+        setup["note"] = ("color.preserve=luminance recolours the result after optimising, so a result.png scores "
+                         "higher than the run's last losses.csv row; compare like with like")
+    return scores, setup
+
+
+def format_table(scores: list[dict], ref: Reference | None) -> str:
+    names = [Path(s["image"]).name[:22] for s in scores]
+    heads = [*names, *([f"reference @{ref.iteration}"] if ref else [])]
+    width = max(14, *(len(h) + 2 for h in heads))
+    lines = [f"{'':<9}" + "".join(f"{h:>{width}}" for h in heads)]
+    for term in TERMS:
+        vals = [s["losses"][term] for s in scores] + ([ref.losses[term]] if ref else [])
+        lines.append(f"{term:<9}" + "".join(f"{v:>{width}.5g}" for v in vals))
+    if ref:
+        ratios = [s["losses"]["total"] / ref.losses["total"] if ref.losses["total"] else float("nan")
+                  for s in scores]
+        lines.append(f"{'/ ref':<9}" + "".join(f"{r:>{width}.3f}" for r in ratios))
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m nst.score",
+        description="Content, style, tv and total loss of images under a config's objective (lower is better), "
+                    "next to the config's reference run.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image(s) to score; resized to the config's output size")
+    p.add_argument("--config", required=True, help="the YAML config whose network, layers and weights define the loss")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--reference", metavar="RUN_DIR", help="reference run folder (default: the config's output_dir)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
+    args = p.parse_args(argv)
+
+    cfg = load_config(args.config, args.set)
+    if args.reference:
+        ref_dir = Path(args.reference)
+        if not ref_dir.is_dir():
+            raise UserError(f"reference run folder not found: {ref_dir}")
+        ref = find_reference(ref_dir, cfg)
+        if ref is None:
+            raise UserError(f"reference run folder {ref_dir} holds neither run.json with final losses nor losses.csv")
+    else:
+        ref_dir = Path(cfg.output_dir)
+        ref = find_reference(ref_dir, cfg) if ref_dir.is_dir() else None
+
+    scores, setup = score_images(args.images, cfg)
+    ref_text = (f"reference run: {ref.run_dir} ({ref.status}, iteration {ref.iteration})" if ref else
+                f"reference run: none found (no run.json or losses.csv in {ref_dir}); make one with "
+                f"`python -m nst.run {args.config}` or pass --reference RUN_DIR")
+    if args.json:
+        out = {"config": str(args.config), "overrides": args.set, **setup, "images": scores,
+               "reference": ({"run_dir": ref.run_dir, "iteration": ref.iteration, "status": ref.status,
+                              "losses": ref.losses, "config_differences": ref.differences} if ref else None)}
+        if ref is None:
+            out["reference_note"] = ref_text
+        json.dump(out, sys.stdout, indent=2)
+        print()
+        return 0
+    sets = f" (--set {' '.join(args.set)})" if args.set else ""
+    print(f"scored under {args.config}{sets}: {setup['network']}, {setup['size'][0]}x{setup['size'][1]} px, "
+          f"{setup['pooling']} pooling; weighted loss terms, lower is better")
+    for s in scores:
+        if s["resized_from"]:
+            print(f"note: {Path(s['image']).name} was resized from {s['resized_from']} to "
+                  f"{setup['size'][0]}x{setup['size'][1]}")
+    print(ref_text)
+    if ref and ref.differences:
+        print("warning: the reference ran with other settings (" + ", ".join(ref.differences[:6]) +
+              "); its values are not comparable")
+    if "note" in setup:
+        print(f"note: {setup['note']}")
+    print(format_table(scores, ref))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))
