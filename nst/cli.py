@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Callable
 
 from nst.errors import UserError
 
 
 def run_main(main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
-    """Call ``main``; turn a UserError into ``error: ...`` + exit 2 and Ctrl-C into exit 130."""
+    """Call ``main``; turn a UserError into ``error: ...`` + exit 2 and Ctrl-C (or kill) into exit 130."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None  # `kill` = tidy Ctrl-C
     try:
         return main(sys.argv[1:] if argv is None else argv)
     except UserError as exc:
@@ -18,6 +22,13 @@ def run_main(main: Callable[[list[str]], int], argv: list[str] | None = None) ->
     except KeyboardInterrupt:
         print("\ninterrupted: snapshots, losses.csv and run.json kept; no result.png written", file=sys.stderr)
         return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def say(text: str) -> None:

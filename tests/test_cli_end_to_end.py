@@ -155,7 +155,8 @@ def test_adam_run_lowers_the_loss(tmp_path, run_cli, make_config):
     assert "4/8" in res.err and "8/8" in res.err  # progress lines every 4 iterations in a log
 
 
-def test_ctrl_c_keeps_snapshots_and_log(tmp_path, repo, make_config):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_keeps_snapshots_and_log(sig, tmp_path, repo, make_config):
     cfg = make_config()
     out = tmp_path / "interrupted"
     cmd = [sys.executable, "-m", "nst.run", str(cfg), "--output", str(out), "--set", "image.size=64",
@@ -168,7 +169,7 @@ def test_ctrl_c_keeps_snapshots_and_log(tmp_path, repo, make_config):
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "no snapshot after 240 s"
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
