@@ -149,16 +149,17 @@ def active_terms(runs: list[dict[str, np.ndarray]]) -> list[str]:
 
 def plot_runs(run_dirs: list[str | Path], output: str | Path, log: bool = False, title: str | None = None) -> Path:
     """Draw the runs' loss curves (one panel per term, one colour per run) into ``output``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend and figures alone
 
     run_dirs = [Path(d) for d in run_dirs]
     runs = [read_losses(d) for d in run_dirs]
     labels = run_labels(run_dirs)
     terms = active_terms(runs)
-    fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), 3.8), sharex=True, squeeze=False)
+    labels_ncol = 1 if len(runs) > 3 or max(map(len, labels)) > 40 else len(runs)
+    legend_rows = math.ceil(len(runs) / labels_ncol)
+    height = 3.3 + 0.2 * legend_rows  # inches: the panels, then one legend line per row
+    fig = Figure(figsize=(4.2 * len(terms), height))
+    axes = fig.subplots(1, len(terms), sharex=True, squeeze=False)
     for ax, term in zip(axes[0], terms):
         for run, label in zip(runs, labels):
             y = run[term]
@@ -172,19 +173,15 @@ def plot_runs(run_dirs: list[str | Path], output: str | Path, log: bool = False,
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("loss" + (" (log scale)" if log else ""))
     handles, names = axes[0][0].get_legend_handles_labels()
-    ncol = 1 if len(runs) > 3 or max(map(len, names)) > 40 else len(runs)
-    fig.legend(handles, names, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-    rows = math.ceil(len(runs) / ncol)
+    fig.legend(handles, names, loc="lower center", ncol=labels_ncol, fontsize=8, frameon=False)
     fig.suptitle(title or ("loss curves: " + ", ".join(Path(d).resolve().name for d in run_dirs))[:110])
-    fig.tight_layout(rect=(0, 0.06 + 0.045 * rows, 1, 1))
+    fig.tight_layout(rect=(0, (0.1 + 0.2 * legend_rows) / height, 1, 1))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         fig.savefig(output, dpi=110)
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
     return output
 
 

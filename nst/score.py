@@ -81,8 +81,11 @@ def find_reference(run_dir: Path, cfg: NSTConfig) -> Reference | None:
     if losses is None:
         return None
     recorded = read_run_config(run_dir)
-    diffs = config_differences([recorded, to_dict(cfg)]) if recorded else ["(no run.json: settings unknown)"]
-    diffs = [d for d in diffs if d.startswith(OBJECTIVE_KEYS) and d != "model.download"]
+    if recorded:
+        diffs = [d for d in config_differences([recorded, to_dict(cfg)])
+                 if d.startswith(OBJECTIVE_KEYS) and d != "model.download"]
+    else:
+        diffs = ["(no run.json: settings unknown)"]
     return Reference(str(run_dir), iteration, {k: float(losses[k]) for k in TERMS},
                      info.get("status", "unknown") if info else "unknown", diffs)
 
@@ -181,6 +184,9 @@ def main(argv: list[str]) -> int:
             print(f"note: {Path(s['image']).name} was resized from {s['resized_from']} to "
                   f"{setup['size'][0]}x{setup['size'][1]}")
     print(ref_text)
+    if ref and ref.status != "finished":
+        print(f"warning: the reference run is not finished (status {ref.status}); its values are those of its "
+              f"last logged iteration")
     if ref and ref.differences:
         print("warning: the reference ran with other settings (" + ", ".join(ref.differences[:6]) +
               "); its values are not comparable")

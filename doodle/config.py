@@ -1,0 +1,149 @@
+"""Doodle run configuration: nst's config sections plus a ``doodle`` section; the ONE source of doodle defaults.
+
+Champandard 2016 (arXiv:1603.01768) and the Keras 2 ``neural_doodle`` example it inspired. The image,
+model, layers, loss, init, optimizer and progress sections are nst's own dataclasses (same keys, same
+meaning); only their defaults are chosen for doodles here. ``python -m doodle.run --defaults`` prints
+every key. Loading, overrides, did-you-mean and path resolution are nst's (:func:`nst.config.load_config`).
+
+Sizes: ``image.size`` is the output's long side (or [width, height]). The output takes the aspect ratio
+of the content photo when there is one, else of the target map (the doodle), else of the style image;
+the target map is resized (nearest neighbour) to the output size. Style image and style map are resized
+to ``image.style_scale`` x the output's long side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from nst.config import (
+    ImageConfig,
+    InitConfig,
+    LayersConfig,
+    LossConfig,
+    ModelConfig,
+    OptimizerConfig,
+    ProgressConfig,
+    check_choices,
+    check_common,
+    load_config,
+)
+from nst.config import defaults_yaml as nst_defaults_yaml
+from nst.errors import UserError
+
+# Style layers of the gram method: conv1_1..conv4_1 (conv5_1 of the offline VGG16 is not pure ImageNet,
+# and it costs a fifth block for little in a doodle).
+DOODLE_STYLE_LAYERS = {"conv1_1": 0.25, "conv2_1": 0.25, "conv3_1": 0.25, "conv4_1": 0.25}
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    mode: str = "palette"  # palette: the maps' flat colours | kmeans: the original's k-means over map pixels
+    count: Union[int, None] = None  # palette: keep the N most frequent colours (null = all); kmeans: required
+    min_share: float = 0.002  # a flat colour must cover this fraction of some map to be a label
+    close_distance: float = 30.0  # warn when two palette colours are closer than this (RGB, 0..255)
+
+
+@dataclass(frozen=True)
+class DoodleSection:
+    style_map: Union[str, None] = None  # the style image's map; null = <style>_sem.png beside it
+    target_map: Union[str, None] = None  # the doodle: the output's layout; null = the content map, if any
+    content_map: Union[str, None] = None  # the content photo's map; null = <content>_sem.png beside it
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    method: str = "patch"  # patch: semantic patches (Champandard) | gram: per-label Gram matrices (the original code)
+    mask_smoothing: bool = False  # Gram masks: also a 3x3 average at each conv, as the original (else pooling only)
+    gram_form: str = "area"  # area: G = F^T diag(m) F / sum(m), eq. 2.4 scale | original: the Keras example's
+    semantic_weight: float = 1.0  # patch: match score = NCC(features) + semantic_weight * NCC(map patches)
+    patch_layers: dict[str, float] = field(default_factory=lambda: {"conv3_1": 1.0, "conv4_1": 1.0})
+    # patch: regional Gram loss on these layers too (our addition, a colour anchor; {} = Champandard's pure form)
+    patch_gram_layers: dict[str, float] = field(default_factory=lambda: {"conv1_1": 100.0, "conv2_1": 1.0})
+    patch_size: int = 3  # patch: side of a feature patch
+    patch_stride: int = 1  # patch: take every n-th style patch as a candidate (2 = 4x faster matching)
+    phases: int = 3  # coarse-to-fine: phase i works at 1/2^(phases-1-i) of the size; the last at image.size
+    phase_iteration_ratio: float = 2.0  # a phase gets this many times the iterations of the next finer phase
+    tv_form: str = "squared"  # squared: sum dx^2 + dy^2 | original: sum (dx^2 + dy^2)^1.25 (the Keras example)
+
+
+@dataclass(frozen=True)
+class DoodleConfig:
+    style: str = ""  # the style painting (required)
+    content: Union[str, None] = None  # optional photo to repaint (semantic style transfer)
+    output_dir: str = "runs/doodle"
+    seed: int = 0
+    precision: str = "float32"  # float32 | bfloat16
+    snapshots: list[int] = field(default_factory=list)
+    image: ImageConfig = field(default_factory=lambda: ImageConfig(size=512))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    layers: LayersConfig = field(default_factory=lambda: LayersConfig(style=dict(DOODLE_STYLE_LAYERS)))
+    loss: LossConfig = field(default_factory=lambda: LossConfig(content_weight=1.0, style_weight=100.0,
+                                                                tv_weight=100.0))
+    init: InitConfig = field(default_factory=lambda: InitConfig(method="noise", noise_ratio=1.0))
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(iterations=140, rounds=4))
+    progress: ProgressConfig = field(default_factory=ProgressConfig)
+    doodle: DoodleSection = field(default_factory=DoodleSection)
+
+
+# Keys holding file paths: relative ones resolve against the config file's folder (from --set: the current one).
+PATH_KEYS = ("style", "content", "output_dir", "model.weights", "init.path",
+             "doodle.style_map", "doodle.target_map", "doodle.content_map")
+
+CHOICES = {
+    "doodle.labels.mode": ("palette", "kmeans"),
+    "doodle.method": ("gram", "patch"),
+    "doodle.gram_form": ("area", "original"),
+    "doodle.tv_form": ("squared", "original"),
+}
+
+
+def check_doodle(cfg: DoodleConfig) -> None:
+    """Everything about a doodle config that can be refused before any file is opened."""
+    check_common(cfg)
+    check_choices(cfg, CHOICES)
+    d = cfg.doodle
+    if not cfg.style:
+        raise UserError("config key 'style' is required: the painting whose style (and map) to use")
+    if d.content_map and not cfg.content:
+        raise UserError("config key 'doodle.content_map' is set but 'content' is not: a content map needs "
+                        "its photo")
+    if d.content_map and d.target_map:
+        raise UserError("config keys 'doodle.target_map' and 'doodle.content_map' are both set: with a content "
+                        "photo the output's layout is its map, so give only content_map")
+    if cfg.init.method == "content" and not cfg.content:
+        raise UserError("config key 'init.method' is 'content' but no content photo is given")
+    if d.labels.mode == "kmeans" and d.labels.count is None:
+        raise UserError("config key 'doodle.labels.count' is required when doodle.labels.mode is 'kmeans'")
+    if d.labels.count is not None and d.labels.count < 2:
+        raise UserError(f"config key 'doodle.labels.count' must be at least 2, got {d.labels.count}")
+    if not 0.0 < d.labels.min_share < 1.0:
+        raise UserError(f"config key 'doodle.labels.min_share' must lie between 0 and 1, got {d.labels.min_share}")
+    if d.semantic_weight < 0:
+        raise UserError(f"config key 'doodle.semantic_weight' must not be negative, got {d.semantic_weight}")
+    if d.patch_size < 1 or d.patch_size % 2 == 0:
+        raise UserError(f"config key 'doodle.patch_size' must be an odd number >= 1, got {d.patch_size}")
+    if d.patch_stride < 1:
+        raise UserError(f"config key 'doodle.patch_stride' must be at least 1, got {d.patch_stride}")
+    if not 1 <= d.phases <= 6:
+        raise UserError(f"config key 'doodle.phases' must be in 1..6, got {d.phases}")
+    if d.phases > cfg.optimizer.iterations:
+        raise UserError(f"config key 'doodle.phases' ({d.phases}) is more than optimizer.iterations "
+                        f"({cfg.optimizer.iterations}): every phase needs an iteration")
+    if d.phase_iteration_ratio <= 0:
+        raise UserError(f"config key 'doodle.phase_iteration_ratio' must be positive, got {d.phase_iteration_ratio}")
+    for layer, w in d.patch_layers.items():
+        if w < 0:
+            raise UserError(f"config key 'doodle.patch_layers.{layer}' must not be negative, got {w}")
+    if d.method == "patch" and not d.patch_layers:
+        raise UserError("config key 'doodle.patch_layers' must name at least one layer for method 'patch'")
+    if d.method == "gram" and not cfg.layers.style:
+        raise UserError("config key 'layers.style' must name at least one layer for method 'gram'")
+    if cfg.content and not cfg.layers.content and cfg.loss.content_weight > 0:
+        raise UserError("config key 'layers.content' is empty but loss.content_weight > 0")
+
+
+def load_doodle_config(path, overrides: list[str] = ()) -> DoodleConfig:
+    """Read and validate a doodle config: nst's loader with the doodle schema, checks and path keys."""
+    return load_config(path, overrides, schema=DoodleConfig, check=check_doodle, path_keys=PATH_KEYS)
+
+
+def defaults_yaml() -> str:
+    return nst_defaults_yaml(DoodleConfig)

@@ -1,0 +1,89 @@
+"""``python -m doodle.run CONFIG [--set key.path=value ...] [--output DIR]``: one neural doodle run.
+
+Champandard 2016 (arXiv:1603.01768). Wires config -> inputs and labels -> weights -> engine -> output folder,
+with nst's output contract (``result.png`` last, with the config as PNG text; ``iter_XXXX.png``;
+``losses.csv``; ``run.json``) plus ``labels.png`` (style and target label maps with the palette).
+Everything that can be refused is checked before the output folder is touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nst.cli import run_main, say
+from nst.config import to_dict
+from nst.outputs import RunRecorder, prepare_dir
+from nst.progress import ProgressPrinter
+from nst.run import overrides, parse_args, seed_everything
+from nst.weights import load_weights
+
+from doodle.config import DoodleConfig, defaults_yaml, load_doodle_config
+from doodle.maps import render_labels_png, to_hex
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv, prog="python -m doodle.run", what="neural doodle")
+    if args.defaults:
+        print(defaults_yaml(), end="")
+        return 0
+    if not args.config:
+        raise SystemExit("usage: python -m doodle.run CONFIG [--set key=value ...] [--output DIR]")
+    cfg: DoodleConfig = load_doodle_config(args.config, overrides(args))
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
+
+    from doodle.engine import make_extractor, needed_layers, paint, phase_plan
+    from doodle.inputs import load_inputs
+
+    inputs = load_inputs(cfg)
+    for note in inputs.notes:
+        say(note)
+    if inputs.labels is not None:
+        say(inputs.labels.describe())
+    else:
+        say("no semantic maps: " + ("plain style transfer" if cfg.content else "texture synthesis"))
+    weights, info = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
+    needed_layers(cfg, info.network, inputs.scene.content is not None)  # unknown layer names fail here
+    plan = phase_plan(cfg, inputs.scene.size, info.network)  # and too many phases for the size here
+    say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
+    if info.notice:
+        say(f"notice: {info.notice}")
+    h, w = inputs.scene.size
+    out = prepare_dir(Path(cfg.output_dir))
+    say(f"doodle ({cfg.doodle.method}): {w}x{h} px in {len(plan)} phase(s) "
+        f"{' -> '.join(f'{p[1]}x{p[0]}' for p, _ in plan)}; output -> {out}")
+    if inputs.labels is not None:
+        render_labels_png(inputs.labels, inputs.map_names, out / "labels.png")
+    seed_everything(cfg.seed)
+    extractor = make_extractor(cfg, weights, info.network, inputs.scene.content is not None)
+
+    printer = ProgressPrinter(cfg.optimizer.iterations, cfg.progress.every, cfg.progress.quiet)
+    recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
+    recorder.extra = {
+        "method": cfg.doodle.method,
+        "phases": [{"width": p[1], "height": p[0], "iterations": n} for p, n in plan],
+        "labels": None if inputs.labels is None else {
+            "palette": [to_hex(c) for c in inputs.labels.palette],
+            "shares": {name: [round(float(s), 5) for s in inputs.labels.shares[name]] for name in inputs.map_names},
+        },
+    }
+    try:
+        image, stop = paint(inputs.scene, cfg, extractor, recorder, inputs.init_file, log=say)
+    except KeyboardInterrupt:
+        recorder.abort("interrupted")
+        raise
+    except BaseException:
+        recorder.abort("failed")
+        raise
+    printer.close()
+    done = recorder.finish(image, stop)
+    say(f"done: {out / 'result.png'} ({done['iterations_done']} iterations, {done['wall_seconds']:.1f} s, "
+        f"peak {done['peak_memory_mb']:.0f} MB; {stop})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))
