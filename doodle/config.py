@@ -32,8 +32,40 @@ from nst.config import defaults_yaml as nst_defaults_yaml
 from nst.errors import UserError
 
 # Style layers of the gram method: conv1_1..conv4_1 (conv5_1 of the offline VGG16 is not pure ImageNet,
-# and it costs a fifth block for little in a doodle).
-DOODLE_STYLE_LAYERS = {"conv1_1": 0.25, "conv2_1": 0.25, "conv3_1": 0.25, "conv4_1": 0.25}
+# and it costs a fifth block for little in a doodle). conv1_1's eq. 2.4 loss is ~1000x smaller than the
+# others', so at weight 1 it would not hold a region's colours; 100 lets it.
+DOODLE_STYLE_LAYERS = {"conv1_1": 100.0, "conv2_1": 1.0, "conv3_1": 1.0, "conv4_1": 1.0}
+
+
+# nst's sections with doodle defaults: subclasses that change defaults only (same keys, same meaning), so a
+# ``--set loss.tv_weight=1`` keeps the doodle's other loss defaults instead of falling back to nst's.
+
+
+@dataclass(frozen=True)
+class DoodleImage(ImageConfig):
+    size: Union[int, list[int]] = 512  # output long side in px, or [width, height]
+
+
+@dataclass(frozen=True)
+class DoodleLayers(LayersConfig):
+    style: dict[str, float] = field(default_factory=lambda: dict(DOODLE_STYLE_LAYERS))  # method gram
+
+
+@dataclass(frozen=True)
+class DoodleLoss(LossConfig):
+    style_weight: float = 100.0
+    tv_weight: float = 10.0
+
+
+@dataclass(frozen=True)
+class DoodleInit(InitConfig):
+    noise_ratio: float = 1.0  # without a content photo the noise centres on the ImageNet mean colour
+
+
+@dataclass(frozen=True)
+class DoodleOptimizer(OptimizerConfig):
+    iterations: int = 140  # over all phases
+    rounds: int = 2  # per phase; the patch method re-matches at the start of each round
 
 
 @dataclass(frozen=True)
@@ -58,7 +90,7 @@ class DoodleSection:
     # patch: regional Gram loss on these layers too (our addition, a colour anchor; {} = Champandard's pure form)
     patch_gram_layers: dict[str, float] = field(default_factory=lambda: {"conv1_1": 100.0, "conv2_1": 1.0})
     patch_size: int = 3  # patch: side of a feature patch
-    patch_stride: int = 1  # patch: take every n-th style patch as a candidate (2 = 4x faster matching)
+    patch_stride: int = 2  # patch: every n-th style patch (each way) is a candidate; 2 = 4x faster matching
     phases: int = 3  # coarse-to-fine: phase i works at 1/2^(phases-1-i) of the size; the last at image.size
     phase_iteration_ratio: float = 2.0  # a phase gets this many times the iterations of the next finer phase
     tv_form: str = "squared"  # squared: sum dx^2 + dy^2 | original: sum (dx^2 + dy^2)^1.25 (the Keras example)
@@ -72,13 +104,12 @@ class DoodleConfig:
     seed: int = 0
     precision: str = "float32"  # float32 | bfloat16
     snapshots: list[int] = field(default_factory=list)
-    image: ImageConfig = field(default_factory=lambda: ImageConfig(size=512))
+    image: DoodleImage = field(default_factory=DoodleImage)
     model: ModelConfig = field(default_factory=ModelConfig)
-    layers: LayersConfig = field(default_factory=lambda: LayersConfig(style=dict(DOODLE_STYLE_LAYERS)))
-    loss: LossConfig = field(default_factory=lambda: LossConfig(content_weight=1.0, style_weight=100.0,
-                                                                tv_weight=100.0))
-    init: InitConfig = field(default_factory=lambda: InitConfig(method="noise", noise_ratio=1.0))
-    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(iterations=140, rounds=4))
+    layers: DoodleLayers = field(default_factory=DoodleLayers)
+    loss: DoodleLoss = field(default_factory=DoodleLoss)
+    init: DoodleInit = field(default_factory=DoodleInit)
+    optimizer: DoodleOptimizer = field(default_factory=DoodleOptimizer)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
     doodle: DoodleSection = field(default_factory=DoodleSection)
 

@@ -256,8 +256,11 @@ def upsample(image: np.ndarray, hw: tuple[int, int], bounded: bool = True) -> np
 
 
 def region_style_losses(extractor: FeatureExtractor, scene: Scene, cfg: DoodleConfig, image: np.ndarray) -> np.ndarray:
-    """(K,) per-label regional Gram loss of ``image`` (H, W, 3) against the scene's style, unweighted by beta."""
-    term = GramStyle(extractor, scene, cfg)
+    """(K,) per-label regional Gram loss over ``layers.style`` of ``image`` (H, W, 3), whatever the method.
+
+    A yardstick of how well each region took its style; ``extractor`` must provide ``layers.style``.
+    """
+    term = GramStyle(extractor, scene, cfg, cfg.layers.style)
     return term.per_label(extractor(image[None])).numpy()
 
 
@@ -286,5 +289,5 @@ def paint(scene: Scene, cfg: DoodleConfig, extractor: FeatureExtractor, callback
             done, seconds = offset_it + ev.iteration, offset_s + ev.seconds
             callback(dataclasses.replace(ev, iteration=done, seconds=seconds))
 
-        image, stop = optimize(objective, x0, opt, report, on_round=style_term.on_round)
+        image, stop = optimize(objective, x0, opt, report, on_round=style_term.on_round, precision=cfg.precision)
     return image, stop
