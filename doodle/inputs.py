@@ -59,8 +59,16 @@ def _map_paths(cfg: DoodleConfig, notes: list[str]) -> tuple[Path | None, Path |
     return None, None, role
 
 
-def _fit(map_rgb: np.ndarray, image_hw: tuple[int, int], name: str, notes: list[str]) -> np.ndarray:
-    fitted, note = match_map_to_image(map_rgb, image_hw, name)
+def _load(path: Path, role: str) -> np.ndarray:
+    """Read a map; errors name the config key it came from."""
+    try:
+        return load_map(path)
+    except UserError as exc:
+        raise UserError(f"doodle.{role}: {exc}") from None
+
+
+def _fit(map_rgb: np.ndarray, image_hw: tuple[int, int], name: str, path: Path, notes: list[str]) -> np.ndarray:
+    fitted, note = match_map_to_image(map_rgb, image_hw, f"{name} ({path.name})")
     if note:
         notes.append(f"note: {note}")
     return fitted
@@ -74,13 +82,13 @@ def load_inputs(cfg: DoodleConfig) -> Inputs:
     style_path, layout_path, role = _map_paths(cfg, notes)
     maps: dict[str, np.ndarray] = {}
     if style_path is not None:
-        maps["style_map"] = _fit(load_map(style_path), raw_style.shape[:2], "style_map", notes)
-        layout = load_map(layout_path)
+        maps["style_map"] = _fit(_load(style_path, "style_map"), raw_style.shape[:2], "style_map", style_path, notes)
+        layout = _load(layout_path, role)
         if raw_content is not None:
-            layout = _fit(layout, raw_content.shape[:2], role, notes)
+            layout = _fit(layout, raw_content.shape[:2], role, layout_path, notes)
         elif isinstance(cfg.image.size, list):
             w, h = cfg.image.size
-            layout = _fit(layout, (h, w), role, notes)
+            layout = _fit(layout, (h, w), role, layout_path, notes)
         maps[role] = layout
 
     # output size: the content's aspect, else the layout map's, else the style's

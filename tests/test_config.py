@@ -102,8 +102,13 @@ def test_shipped_config_loads(path):
     if kind:
         module, func = OTHER_SCHEMAS[kind]
         cfg = getattr(importlib.import_module(module), func)(path)
-        if kind == "figure":  # a figure starts from a run config, which must load too
-            load_config(path.parent / cfg.base)
+        if kind == "figure":  # a figure starts from a run config (nst or doodle), which must load too
+            base = path.parent / cfg.base
+            base_kind = "doodle" if "doodle" in yaml.safe_load(base.read_text(encoding="utf-8")) else None
+            if base_kind:
+                getattr(importlib.import_module(OTHER_SCHEMAS[base_kind][0]), OTHER_SCHEMAS[base_kind][1])(base)
+            else:
+                load_config(base)
         return
     cfg = load_config(path)
     assert Path(cfg.content).is_file(), f"{path.name}: content {cfg.content} missing"
