@@ -203,30 +203,10 @@ class Context:
                 self.runs_reused.append(str(out))
             say(f"  reuse {out.name} ({label})")
             return out
-        from nst.outputs import RunRecorder, prepare_dir
-        from nst.progress import ProgressPrinter
-        from nst.run import load_inputs, seed_everything
-        from nst.transfer import layer_weights, make_extractor, stylize
+        from nst.run import execute
 
-        # The wiring of nst.run.main, with the weights loaded once per invocation instead of once per run.
-        content, styles, init = load_inputs(cfg)
-        weights, info = self.weights(cfg)
-        layer_weights(cfg, info.network)
-        prepare_dir(out)
-        say(f"  run {out.name} ({label}): {content.shape[1]}x{content.shape[0]} px, "
-            f"{cfg.optimizer.iterations} {cfg.optimizer.method} iterations")
-        seed_everything(cfg.seed)
-        extractor = make_extractor(cfg, weights, info.network)
-        printer = ProgressPrinter(cfg.optimizer.iterations, max(cfg.progress.every, cfg.optimizer.iterations // 5),
-                                  cfg.progress.quiet)
-        recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
-        try:
-            image, stop = stylize(content, styles, cfg, extractor, recorder, init)
-        except BaseException:
-            recorder.abort("failed")
-            raise
-        printer.close()
-        recorder.finish(image, stop)
+        say(f"  run {out.name} ({label}): {cfg.optimizer.iterations} {cfg.optimizer.method} iterations")
+        execute(cfg, self.weights(cfg), progress_every=max(cfg.progress.every, cfg.optimizer.iterations // 5))
         self.runs_made.append(str(out))
         return out
 

@@ -62,6 +62,46 @@ def load_inputs(cfg: NSTConfig) -> tuple[np.ndarray, list[tuple[np.ndarray, floa
     return content, styles, init
 
 
+def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = None) -> dict:
+    """One run from a validated config into its output folder; returns run.json's record.
+
+    ``loaded_weights`` = (weights, WeightsInfo) lets a caller running many configs (the figure
+    scripts) load the network once.
+    """
+    late = [s for s in cfg.snapshots if s > cfg.optimizer.iterations]
+    if late:
+        say(f"notice: snapshots {late} lie past optimizer.iterations ({cfg.optimizer.iterations}); not written")
+    content, styles, init = load_inputs(cfg)  # image errors come before TensorFlow's slow import
+
+    from nst.transfer import layer_weights, make_extractor, stylize
+
+    weights, info = loaded_weights or load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
+    layer_weights(cfg, info.network)  # unknown layers fail here, before the output folder is touched
+    say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
+    if info.notice:
+        say(f"notice: {info.notice}")
+    out = prepare_dir(Path(cfg.output_dir))
+    say(f"content {Path(cfg.content).name}: {content.shape[1]}x{content.shape[0]}; output -> {out}")
+    seed_everything(cfg.seed)
+    extractor = make_extractor(cfg, weights, info.network)
+
+    printer = ProgressPrinter(cfg.optimizer.iterations, progress_every or cfg.progress.every, cfg.progress.quiet)
+    recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
+    try:
+        image, stop = stylize(content, styles, cfg, extractor, recorder, init)
+    except KeyboardInterrupt:
+        recorder.abort("interrupted")
+        raise
+    except BaseException:
+        recorder.abort("failed")
+        raise
+    printer.close()
+    done = recorder.finish(image, stop)
+    say(f"done: {out / 'result.png'} ({done['iterations_done']} iterations, {done['wall_seconds']:.1f} s, "
+        f"peak {done['peak_memory_mb']:.0f} MB; {stop})")
+    return done
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.defaults:
@@ -76,37 +116,7 @@ def main(argv: list[str]) -> int:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
 
-    late = [s for s in cfg.snapshots if s > cfg.optimizer.iterations]
-    if late:
-        say(f"notice: snapshots {late} lie past optimizer.iterations ({cfg.optimizer.iterations}); not written")
-    content, styles, init = load_inputs(cfg)  # image errors come before TensorFlow's slow import
-
-    from nst.transfer import layer_weights, make_extractor, stylize
-
-    weights, info = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
-    layer_weights(cfg, info.network)  # unknown layers fail here, before the output folder is touched
-    say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
-    if info.notice:
-        say(f"notice: {info.notice}")
-    out = prepare_dir(Path(cfg.output_dir))
-    say(f"content {Path(cfg.content).name}: {content.shape[1]}x{content.shape[0]}; output -> {out}")
-    seed_everything(cfg.seed)
-    extractor = make_extractor(cfg, weights, info.network)
-
-    printer = ProgressPrinter(cfg.optimizer.iterations, cfg.progress.every, cfg.progress.quiet)
-    recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
-    try:
-        image, stop = stylize(content, styles, cfg, extractor, recorder, init)
-    except KeyboardInterrupt:
-        recorder.abort("interrupted")
-        raise
-    except BaseException:
-        recorder.abort("failed")
-        raise
-    printer.close()
-    done = recorder.finish(image, stop)
-    say(f"done: {out / 'result.png'} ({done['iterations_done']} iterations, {done['wall_seconds']:.1f} s, "
-        f"peak {done['peak_memory_mb']:.0f} MB; {stop})")
+    execute(cfg)
     return 0
 
 
