@@ -1,14 +1,16 @@
 """Doodle run configuration: nst's config sections plus a ``doodle`` section; the ONE source of doodle defaults.
 
 Champandard 2016 (arXiv:1603.01768) and the Keras 2 ``neural_doodle`` example it inspired. The image,
-model, layers, loss, init, optimizer and progress sections are nst's own dataclasses (same keys, same
-meaning); only their defaults are chosen for doodles here. ``python -m doodle.run --defaults`` prints
-every key. Loading, overrides, did-you-mean and path resolution are nst's (:func:`nst.config.load_config`).
+model, layers, loss, init, optimizer and progress sections are nst's dataclasses (model, progress as they
+are; the others as subclasses that only change defaults: same keys, same meaning, same checks).
+``python -m doodle.run --defaults`` prints every key. Loading, overrides, did-you-mean and path resolution
+are nst's (:func:`nst.config.load_config` with this schema, :func:`check_doodle` and :data:`PATH_KEYS`).
 
 Sizes: ``image.size`` is the output's long side (or [width, height]). The output takes the aspect ratio
-of the content photo when there is one, else of the target map (the doodle), else of the style image;
-the target map is resized (nearest neighbour) to the output size. Style image and style map are resized
-to ``image.style_scale`` x the output's long side.
+of the content photo when there is one, else of the target map (the doodle), else of the style image.
+Labels are found on the maps as painted; the target map's label masks are then area-resized to the output
+size (soft edges), the style map's to the style image's working size, ``image.style_scale`` x the output's
+long side. With [width, height], a target map of another aspect ratio is an error.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class DoodleSection:
     patch_size: int = 3  # patch: side of a feature patch
     patch_stride: int = 2  # patch: every n-th style patch (each way) is a candidate; 2 = 4x faster matching
     phases: int = 3  # coarse-to-fine: phase i works at 1/2^(phases-1-i) of the size; the last at image.size
-    phase_iteration_ratio: float = 2.0  # a phase gets this many times the iterations of the next finer phase
+    phase_iteration_ratio: float = 3.0  # a phase gets this many times the iterations of the next finer phase
     tv_form: str = "squared"  # squared: sum dx^2 + dy^2 | original: sum (dx^2 + dy^2)^1.25 (the Keras example)
 
 

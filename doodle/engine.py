@@ -5,9 +5,12 @@ Artworks", and the Keras 2 ``neural_doodle`` example. Two ways to make the style
 
 * ``gram`` (the example's): per label, Gram matrices of the masked style and output features
   (:func:`doodle.losses.masked_gram_loss`), masks carried through the network by :mod:`doodle.masks`.
-* ``patch`` (Champandard's): the map appended to the features as channels, each output patch matched to
-  its nearest style patch (normalised cross-correlation), MRF loss to the matches. Matches are refreshed
-  at the start of every optimiser round (``optimizer.rounds``), so the objective is fixed within a round.
+* ``patch`` (Champandard's): 3x3 patches of conv3_1 / conv4_1 features, each output patch matched to the
+  style patch with the best normalised cross-correlation of features and of map, MRF loss to the matches
+  (Li & Wand 2016). Matches are refreshed at the start of every optimiser round (``optimizer.rounds``),
+  so the objective is fixed within a round, as L-BFGS needs. By default the regional Gram loss on
+  conv1_1 / conv2_1 is added (``doodle.patch_gram_layers``, our addition): the MRF layers alone leave the
+  regions' colours and fine grain loose at these sizes.
 
 Coarse to fine (``doodle.phases``): phase i works at 1/2^(phases-1-i) of the output size (style image
 and masks scaled alike), starts from the previous phase's result upsampled, and gets
@@ -157,12 +160,12 @@ class GramStyle:
     on_round = None
 
     def __init__(self, extractor: FeatureExtractor, scene: Scene, cfg: DoodleConfig,
-                 layers: dict[str, float] | None = None):
+                 layers: dict[str, float] | None = None, style_feats: dict[str, tf.Tensor] | None = None):
         net, d = extractor.network, cfg.doodle
         self.layers = style_layers(cfg, net) if layers is None else {canonical_layer(k, net): v
                                                                       for k, v in layers.items()}
         self.form = d.gram_form
-        feats = extractor(scene.style[None])
+        feats = style_feats if style_feats is not None else extractor(scene.style[None])
         s_masks = layer_masks(scene.style_masks, net, list(self.layers), d.mask_smoothing)
         self.masks = layer_masks(scene.target_masks, net, list(self.layers), d.mask_smoothing)
         self.targets = {n: masked_grams(feats[n], s_masks[n], self.form) for n in self.layers}  # (K, C, C)
@@ -180,22 +183,35 @@ class GramStyle:
                          for n, w in self.layers.items()])
 
 
+# Style patches within this many positions of the feature map's edge are no candidates: their features carry
+# the convolutions' zero padding (and any frame of the scan), which border patches of the output would copy.
+STYLE_MARGIN = 1
+
+
 class PatchStyle:
-    """Semantic patch matching + MRF loss (Champandard 2016); matches refreshed by :meth:`on_round`."""
+    """Semantic patch matching + MRF loss (Champandard 2016); matches refreshed by :meth:`on_round`.
+
+    With ``doodle.patch_gram_layers``, the regional Gram loss on those layers is added (a colour anchor).
+    """
 
     def __init__(self, extractor: FeatureExtractor, scene: Scene, cfg: DoodleConfig):
         net, d = extractor.network, cfg.doodle
         self.extractor, self.size = extractor, d.patch_size
         self.layers = style_layers(cfg, net)
         feats = extractor(scene.style[None])
-        self.gram = GramStyle(extractor, scene, cfg, d.patch_gram_layers) if d.patch_gram_layers else None
+        self.gram = GramStyle(extractor, scene, cfg, d.patch_gram_layers, feats) if d.patch_gram_layers else None
         self.semantic_weight = d.semantic_weight
         self.target_map, self.style_map, self.style_feat, self.matched = {}, {}, {}, {}
         for n in self.layers:
             f = feats[n]  # (1, hs, ws, C)
             style_map = semantic_channels(scene.style_masks, net, n)[None]  # (1, hs, ws, K)
-            self.style_map[n] = extract_patches(style_map, self.size, d.patch_stride)  # (N, s*s*K)
-            self.style_feat[n] = extract_patches(f, self.size, d.patch_stride)  # (N, s*s*C)
+            m = STYLE_MARGIN if min(f.shape[1:3]) >= self.size + 2 * STYLE_MARGIN else 0
+            inner = (slice(None), slice(m, f.shape[1] - m), slice(m, f.shape[2] - m))
+            self.style_map[n] = extract_patches(style_map[inner], self.size, d.patch_stride)  # (N, s*s*K)
+            self.style_feat[n] = extract_patches(f[inner], self.size, d.patch_stride)  # (N, s*s*C)
+            if self.style_feat[n].shape[0] == 0:
+                raise UserError(f"the style image ({scene.style.shape[1]}x{scene.style.shape[0]} px in this phase) "
+                                f"is too small for {self.size}x{self.size} patches at {n}; raise image.style_scale")
             self.target_map[n] = semantic_channels(scene.target_masks, net, n)[None]  # (1, h, w, K)
             h, w = self.target_map[n].shape[1:3]
             positions = (h - self.size + 1) * (w - self.size + 1)

@@ -52,7 +52,7 @@ def _map_paths(cfg: DoodleConfig, notes: list[str]) -> tuple[Path | None, Path |
         notes.append(f"note: {layout.name} found but the style image has no map; running without maps")
         return None, None, role
     if d.style_map:
-        raise UserError(f"doodle.style_map is set but the output has no map: set doodle.target_map (the doodle)"
+        raise UserError("doodle.style_map is set but the output has no map: set doodle.target_map (the doodle)"
                         + (" or doodle.content_map" if cfg.content else ""))
     notes.append(f"note: {style_map.name} found but there is no target map (doodle.target_map); running "
                  f"without maps: {'plain style transfer' if cfg.content else 'texture synthesis'}")

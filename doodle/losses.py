@@ -13,12 +13,15 @@
   position of the style or of the target at a layer is left out of that layer (its weight is 0).
 
 * Semantic patches (Champandard 2016, arXiv:1603.01768; MRF loss of Li & Wand 2016, arXiv:1601.04589):
-  features with the semantic map appended as extra channels are cut into size x size patches; each target
-  patch is matched to the style patch with the highest normalised cross-correlation, computed for all
-  patches at once as a convolution of the target with the normalised style patches as filters (in chunks
-  of style patches, never a loop over single patches). The loss is the mean over target patches of the
-  squared distance to the matched style patch (the sum of Li & Wand divided by the number of target
-  patches, so that one weight serves every image size and phase).
+  features and the semantic map (its channels downsampled to the layer) are cut into size x size patches;
+  each target patch is matched to the style patch with the highest normalised cross-correlation of the
+  feature+map concatenation, each block normalised on its own and the map's weighted by semantic_weight:
+  score = NCC(features) + semantic_weight * NCC(map). (Normalising the plain concatenation instead lets a
+  strong map turn the score into a raw dot product, which favours the brightest, most contrasted style
+  patches.) All scores come at once from convolutions of the target with the normalised style patches as
+  filters (in chunks of style patches, never a loop over single patches). The loss is the mean over
+  target patches of the squared distance to the matched style patch (the sum of Li & Wand divided by the
+  number of target patches, so that one weight serves every image size and phase).
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def test_progress_is_numbered_across_phases(painted):
 def test_phase_plan_halves_sizes_and_splits_iterations():
     cfg = load_doodle_config(None, ["style=a.jpg", "optimizer.iterations=140"])
     plan = phase_plan(cfg, (384, 512), "vgg16")
-    assert plan == [((96, 128), 80), ((192, 256), 40), ((384, 512), 20)]
+    assert plan == [((96, 128), 97), ((192, 256), 32), ((384, 512), 11)]
     even = load_doodle_config(None, ["style=a.jpg", "optimizer.iterations=10", "doodle.phase_iteration_ratio=1"])
     assert [n for _, n in phase_plan(even, (384, 512), "vgg16")] == [4, 3, 3]
     tiny = load_doodle_config(None, ["style=a.jpg", "optimizer.iterations=3"])
