@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nst.cli import run_main, say
 from nst.config import to_dict
-from nst.outputs import RunRecorder, prepare_dir
+from nst.outputs import RunRecorder, prepare_dir, record_run
 from nst.progress import ProgressPrinter
 from nst.run import overrides, parse_args, seed_everything
 from nst.weights import load_weights
@@ -70,18 +70,7 @@ def main(argv: list[str]) -> int:
             "shares": {name: [round(float(s), 5) for s in inputs.labels.shares[name]] for name in inputs.map_names},
         },
     }
-    try:
-        image, stop = paint(inputs.scene, cfg, extractor, recorder, inputs.init_file, log=say)
-    except KeyboardInterrupt:
-        recorder.abort("interrupted")
-        raise
-    except BaseException:
-        recorder.abort("failed")
-        raise
-    printer.close()
-    done = recorder.finish(image, stop)
-    say(f"done: {out / 'result.png'} ({done['iterations_done']} iterations, {done['wall_seconds']:.1f} s, "
-        f"peak {done['peak_memory_mb']:.0f} MB; {stop})")
+    record_run(recorder, printer, lambda: paint(inputs.scene, cfg, extractor, recorder, inputs.init_file, log=say))
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from nst.cli import say
 from nst.errors import UserError
 from nst.events import CSV_HEADER, Progress
 from nst.images import save_png
@@ -123,3 +124,25 @@ class RunRecorder:
         if not self.csv.closed:
             self.csv.close()
         self.record(status)
+
+
+def record_run(recorder: RunRecorder, printer, work) -> dict:
+    """Run ``work() -> (image, stop reason)`` under ``recorder``; returns run.json's record.
+
+    An interrupted or failed run keeps its snapshots and log and says so in run.json; only a finished
+    one gets result.png.
+    """
+    try:
+        image, stop = work()
+    except KeyboardInterrupt:
+        recorder.abort("interrupted")
+        raise
+    except BaseException:
+        recorder.abort("failed")
+        raise
+    printer.close()
+    done = recorder.finish(image, stop)
+    out = recorder.out_dir
+    say(f"done: {out / 'result.png'} ({done['iterations_done']} iterations, {done['wall_seconds']:.1f} s, "
+        f"peak {done['peak_memory_mb']:.0f} MB; {stop})")
+    return done

@@ -14,7 +14,7 @@ import numpy as np
 from nst.cli import run_main, say
 from nst.config import NSTConfig, defaults_yaml, load_config, to_dict
 from nst.images import load_image, read_image, resize, target_size
-from nst.outputs import RunRecorder, prepare_dir
+from nst.outputs import RunRecorder, prepare_dir, record_run
 from nst.progress import ProgressPrinter
 from nst.weights import load_weights
 
@@ -87,19 +87,7 @@ def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = No
 
     printer = ProgressPrinter(cfg.optimizer.iterations, progress_every or cfg.progress.every, cfg.progress.quiet)
     recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
-    try:
-        image, stop = stylize(content, styles, cfg, extractor, recorder, init)
-    except KeyboardInterrupt:
-        recorder.abort("interrupted")
-        raise
-    except BaseException:
-        recorder.abort("failed")
-        raise
-    printer.close()
-    done = recorder.finish(image, stop)
-    say(f"done: {out / 'result.png'} ({done['iterations_done']} iterations, {done['wall_seconds']:.1f} s, "
-        f"peak {done['peak_memory_mb']:.0f} MB; {stop})")
-    return done
+    return record_run(recorder, printer, lambda: stylize(content, styles, cfg, extractor, recorder, init))
 
 
 def main(argv: list[str]) -> int:
