@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from nst.errors import UserError
+from nst.images import read_image
 
 # Flat colours closer than this (Euclidean RGB, 0..255) are one colour painted twice.
 MERGE_DISTANCE = 8.0
@@ -387,40 +388,8 @@ def find_labels(maps: dict[str, np.ndarray], mode: str = "palette", count: int |
 
 
 def load_map(path) -> np.ndarray:
-    """Read a semantic map file as (H, W, 3) uint8 RGB; RGBA is composited onto white."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"semantic map not found: {path}")
-    if path.is_dir():
-        raise UserError(f"semantic map is a folder, not an image: {path}")
-    if path.stat().st_size == 0:
-        raise UserError(f"semantic map is an empty file: {path}")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            arr = np.asarray(_to_rgb(img), dtype=np.uint8)
-    except Image.DecompressionBombError:
-        raise UserError(f"semantic map {path} is too large to decode safely (decompression bomb)") from None
-    except UnidentifiedImageError:
-        raise UserError(f"semantic map is not an image file PIL can read: {path}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UserError(f"semantic map {path} could not be decoded (truncated or corrupt?): {exc}") from None
-    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise UserError(f"semantic map {path} has no pixels")
-    return arr
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB: alpha composited on white, 16-bit greys scaled down."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
+    """Read a semantic map file as (H, W, 3) uint8 RGB (nst's reader: RGBA on white, clear errors)."""
+    return read_image(path, "semantic map")
 
 
 def match_map_to_image(map_rgb: np.ndarray, image_hw: tuple[int, int], name: str) -> tuple[np.ndarray, str | None]:

@@ -64,7 +64,7 @@ def read_image(path: str | Path, what: str = "image", max_pixels: int = 50_000_0
         raise UserError(f"{what} {path.name} is too large to decode safely (decompression bomb)") from None
     except UnidentifiedImageError:
         raise UserError(f"{what} is not an image file PIL can read: {path}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UserError(f"{what} {path} could not be decoded (truncated or corrupt?): {exc}") from None
 
 
