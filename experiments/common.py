@@ -195,13 +195,20 @@ class Context:
                 and run_key(info.get("config", {})) == run_key(to_dict(cfg))
                 and all((out / f"iter_{s:04d}.png").is_file() for s in cfg.snapshots))
 
+    def _reuse(self, cfg, label: str) -> bool:
+        """True (and noted) when a finished identical run already sits in cfg.output_dir."""
+        if not self.reusable(cfg):
+            return False
+        out = str(Path(cfg.output_dir))
+        if out not in self.runs_reused:
+            self.runs_reused.append(out)
+        say(f"  reuse {Path(out).name} ({label})")
+        return True
+
     def run(self, cfg: NSTConfig, label: str = "") -> Path:
         """Run ``cfg`` through the engine into its output_dir, or reuse a finished identical run there."""
         out = Path(cfg.output_dir)
-        if self.reusable(cfg):
-            if str(out) not in self.runs_reused:
-                self.runs_reused.append(str(out))
-            say(f"  reuse {out.name} ({label})")
+        if self._reuse(cfg, label):
             return out
         from nst.run import execute
 
@@ -214,10 +221,7 @@ class Context:
         """Run another engine's command line, ``python -m MODULE CONFIG --set ... --output DIR``, where
         ``cfg`` is what that engine's loader made of ``config`` + ``sets`` (see :meth:`nst_config`)."""
         out = Path(cfg.output_dir)
-        if self.reusable(cfg):
-            if str(out) not in self.runs_reused:
-                self.runs_reused.append(str(out))
-            say(f"  reuse {out.name} ({label})")
+        if self._reuse(cfg, label):
             return out
         args = [sys.executable, "-m", module, str(config), *[a for s in sets for a in ("--set", s)],
                 "--output", str(out)]
