@@ -20,7 +20,7 @@ import yaml
 
 from nst.cli import say
 from nst.errors import UserError
-from nst.events import CSV_HEADER, Progress
+from nst.events import CSV_HEADER, Cancelled, Progress, extra_columns
 from nst.images import save_png
 from nst.weights import WeightsInfo
 
@@ -69,23 +69,30 @@ class RunRecorder:
         self.started = time.time()
         self.last: Progress | None = None
         self.extra: dict = {}
+        self.columns: list[str] | None = None  # the objective's own terms after the fixed columns, from event 1
         self.csv = open(out_dir / "losses.csv", "w", encoding="utf-8")
-        self.csv.write(",".join(CSV_HEADER) + "\n")
+
+    def _header(self, extra: list[str]) -> None:
+        self.columns = extra
+        self.csv.write(",".join([*CSV_HEADER, *extra, "phase", "size"]) + "\n")
 
     def __call__(self, ev: Progress) -> None:
         self.last = ev
-        self.csv.write(ev.csv_row() + "\n")
+        if self.columns is None:
+            self._header(extra_columns(ev.terms))
+        self.csv.write(",".join(ev.csv_values(self.columns)) + "\n")
         self.csv.flush()
         if ev.iteration in self.snapshots:
-            save_png(ev.image, self.out_dir / f"iter_{ev.iteration:04d}.png", self._png_text(ev.iteration))
+            save_png(ev.image, self.out_dir / f"iter_{ev.iteration:04d}.png", self._png_text(ev))
         if self.on_event:
             self.on_event(ev)
 
-    def _png_text(self, iteration: int | None = None) -> dict[str, str]:
+    def _png_text(self, ev: Progress | None = None) -> dict[str, str]:
         text = {"nst:config": yaml.safe_dump(self.config, sort_keys=False),
                 "nst:network": self.weights.network, "nst:weights_sha256": self.weights.sha256}
-        if iteration is not None:
-            text["nst:iteration"] = str(iteration)
+        if ev is not None:
+            text["nst:iteration"] = str(ev.iteration)
+            text["nst:scale"] = f"{ev.phase + 1}/{ev.phases} {ev.size[1]}x{ev.size[0]}"
         return text
 
     def record(self, status: str, stop: str = "") -> dict:
@@ -98,7 +105,8 @@ class RunRecorder:
             "wall_seconds": round(time.time() - self.started, 3),
             "peak_memory_mb": round(peak_memory_mb(), 1),
             "iterations_done": last.iteration if last else 0,
-            "final_losses": ({k: getattr(last, k) for k in ("content", "style", "tv", "total")} if last else None),
+            "final_losses": ({"content": last.content, "style": last.style, "tv": last.tv, "total": last.total,
+                              **last.terms} if last else None),
             "seed": self.seed,
             "network": self.weights.network,
             "weights": {"source": self.weights.source, "path": self.weights.path, "sha256": self.weights.sha256,
@@ -115,15 +123,19 @@ class RunRecorder:
         return info
 
     def finish(self, image, stop: str) -> dict:
+        if self.columns is None:
+            self._header([])
         self.csv.close()
         info = self.record("finished", stop)  # run.json first: result.png is the "done" marker
         save_png(image, self.out_dir / "result.png", self._png_text())
         return info
 
-    def abort(self, status: str) -> None:
+    def abort(self, status: str, stop: str = "") -> dict:
+        if self.columns is None:
+            self._header([])
         if not self.csv.closed:
             self.csv.close()
-        self.record(status)
+        return self.record(status, stop)
 
 
 def record_run(recorder: RunRecorder, printer, work) -> dict:
@@ -134,6 +146,10 @@ def record_run(recorder: RunRecorder, printer, work) -> dict:
     """
     try:
         image, stop = work()
+    except Cancelled as exc:  # stopped by its caller (studio, sweep): recorded, not an error
+        printer.close()
+        say(f"cancelled: {exc}; snapshots, losses.csv and run.json kept")
+        return recorder.abort("cancelled", str(exc))
     except KeyboardInterrupt:
         recorder.abort("interrupted")
         raise
