@@ -68,7 +68,7 @@ def run_points(kind: str, points: list[Point], how: Execution) -> dict[int, dict
 def report(sweep: SweepFile, points: list[Point], outcomes: dict[int, dict]) -> tuple[Path, Path]:
     out = sweep_dir(sweep)
     varying = varying_keys(points)
-    scores = score(points, outcomes, sweep.score) if sweep.score else {}
+    scores = score(points, outcomes, sweep.score, sweep.set) if sweep.score else {}
     table = write_csv(rows(points, outcomes, varying, scores), out / "sweep.csv")
     title = f"{Path(sweep.path).name}: {len(points)} points" + (f" over {', '.join(varying)}" if varying else "")
     sheet = contact_sheet(points, outcomes, varying, out / "contact_sheet.png", title, sweep.thumbnail)

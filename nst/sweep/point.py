@@ -127,19 +127,22 @@ def previous(point) -> dict | None:
     from nst.sweep.spec import run_key
 
     record = read_record(point.folder)
+    folder = Path(point.folder)
+    try:
+        saved = json.loads((folder / POINT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    if not record and saved.get("key") == point.key and saved.get("status") == "failed":  # refused before running
+        return outcome(point.index, point.key, folder, "failed", error=saved.get("error", ""),
+                       host=saved.get("host", ""), node=saved.get("node", ""), reused=True)
     if not record or run_key(record.get("config", {})) != point.key:
         return None
     status = record.get("status")
-    folder = Path(point.folder)
     if status == "finished" and not ((folder / "result.png").is_file()
                                      and all((folder / f"iter_{s:04d}.png").is_file()
                                              for s in point.cfg.snapshots if s <= point.cfg.optimizer.iterations)):
         return None
     if status not in ("finished", "failed"):
         return None  # interrupted / cancelled: never done, run again
-    try:
-        saved = json.loads((folder / POINT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        saved = {}
     return outcome(point.index, point.key, folder, status, record, error=saved.get("error", ""),
                    host=saved.get("host", ""), node=saved.get("node", ""), reused=True)

@@ -62,8 +62,9 @@ def write_csv(table: list[dict], path: Path) -> Path:
     return path
 
 
-def score(points: list[Point], outcomes: dict[int, dict], config_path: str) -> dict[int, dict]:
-    """Every finished result scored under the objective of ``config_path`` (an nst config)."""
+def score(points: list[Point], outcomes: dict[int, dict], config_path: str, sets: list[str] = ()) -> dict[int, dict]:
+    """Every finished result scored under the objective of ``config_path`` (an nst config) with the sweep's
+    ``set`` overrides (so at the sweep's image size)."""
     from nst.config import load_config
     from nst.score import score_images
 
@@ -71,7 +72,7 @@ def score(points: list[Point], outcomes: dict[int, dict], config_path: str) -> d
     if not done:
         return {}
     try:
-        cfg = load_config(config_path)
+        cfg = load_config(config_path, list(sets))
     except UserError as exc:
         raise UserError(f"sweep key 'score': {exc}") from None
     say(f"scoring {len(done)} result(s) under {Path(config_path).name}'s objective")
