@@ -46,7 +46,7 @@ def run_points(kind: str, points: list[Point], how: Execution) -> dict[int, dict
             outcomes[p.index] = old
         else:
             todo.append(p)
-    kept = len(points) - len(todo)
+    kept = sum(o.get("reused", False) for o in outcomes.values())
     if kept:
         say(f"{kept} point(s) already done (resumed: finished or failed; --rerun-failed reruns failed ones)")
     if not todo:

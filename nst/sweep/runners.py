@@ -164,9 +164,9 @@ def slots(resources, n_points: int, max_parallel: int | None) -> int:
 
 def run_ray(kind: str, points: list, on_result: OnResult, resources, address: str | None = None,
             max_parallel: int | None = None, cancel_timeout: float = 300.0) -> None:
+    connect(address)  # first: without Ray this is the one-line error
     import ray
 
-    connect(address)
     n = slots(resources, len(points), max_parallel)
     Actor = ray.remote(max_concurrency=2)(PointWorker)
     opts = {"num_cpus": resources.cpus, "num_gpus": resources.gpus}
