@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -114,7 +115,7 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
             if size > MAX_UPLOAD_BYTES:
                 return error(f"upload {Path(name).name} is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB", 413)
             chunks.append(chunk)
-        path = await run_in_threadpool(studio.folders.save_upload, chunks, name)
+        path = await run_in_threadpool(studio.folders.save_upload, chunks, name, MAX_UPLOAD_BYTES)
         return JSONResponse({"path": str(path)})
 
     def get_file(request: Request) -> Response:
@@ -266,7 +267,7 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
 
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(BaseHTTPMiddleware, dispatch=_guard(token))],
-                    exception_handlers={UserError: _user_error, Exception: _bug})
+                    exception_handlers={UserError: _user_error, HTTPException: _http_error, Exception: _bug})
     app.state.studio = studio
     return app
 
@@ -294,6 +295,11 @@ def _status_error(exc: UserError) -> JSONResponse:
 
 async def _user_error(request: Request, exc: UserError) -> JSONResponse:
     return _status_error(exc)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    what = "no such page or file" if exc.status_code == 404 else exc.detail
+    return error(f"{what}: {request.url.path}", exc.status_code)
 
 
 async def _bug(request: Request, exc: Exception) -> JSONResponse:
