@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nst.cli import run_main, say
+from nst.cli import quiet_tensorflow_import, run_main, say
 from nst.config import to_dict
+from nst.errors import UserError
 from nst.outputs import RunRecorder, prepare_dir, record_run
 from nst.progress import ProgressPrinter
 from nst.run import overrides, parse_args, seed_everything
 from nst.weights import load_weights
 
 from doodle.config import DoodleConfig, defaults_yaml, load_doodle_config
-from doodle.maps import render_labels_png, to_hex
+from doodle.maps import labels_preview, to_hex
 
 
 def main(argv: list[str]) -> int:
@@ -27,7 +28,7 @@ def main(argv: list[str]) -> int:
         print(defaults_yaml(), end="")
         return 0
     if not args.config:
-        raise SystemExit("usage: python -m doodle.run CONFIG [--set key=value ...] [--output DIR]")
+        raise UserError("no CONFIG given; usage: python -m doodle.run CONFIG [--set key=value ...] [--output DIR]")
     cfg: DoodleConfig = load_doodle_config(args.config, overrides(args))
     if args.print_config:
         import yaml
@@ -35,7 +36,8 @@ def main(argv: list[str]) -> int:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
 
-    from doodle.engine import make_extractor, needed_layers, paint, phase_plan
+    with quiet_tensorflow_import():
+        from doodle.engine import make_extractor, needed_layers, paint, phase_plan
     from doodle.inputs import load_inputs
 
     inputs = load_inputs(cfg)
@@ -55,22 +57,26 @@ def main(argv: list[str]) -> int:
     out = prepare_dir(Path(cfg.output_dir))
     say(f"doodle ({cfg.doodle.method}): {w}x{h} px in {len(plan)} phase(s) "
         f"{' -> '.join(f'{p[1]}x{p[0]}' for p, _ in plan)}; output -> {out}")
-    if inputs.labels is not None:
-        render_labels_png(inputs.labels, inputs.map_names, out / "labels.png")
     seed_everything(cfg.seed)
     extractor = make_extractor(cfg, weights, info.network, inputs.scene.content is not None)
 
     printer = ProgressPrinter(cfg.optimizer.iterations, cfg.progress.every, cfg.progress.quiet)
     recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
-    recorder.extra = {
+    recorder.extra.update({
         "method": cfg.doodle.method,
         "phases": [{"width": p[1], "height": p[0], "iterations": n} for p, n in plan],
         "labels": None if inputs.labels is None else {
             "palette": [to_hex(c) for c in inputs.labels.palette],
             "shares": {name: [round(float(s), 5) for s in inputs.labels.shares[name]] for name in inputs.map_names},
         },
-    }
-    record_run(recorder, printer, lambda: paint(inputs.scene, cfg, extractor, recorder, inputs.init_file, log=say))
+    })
+
+    def work():
+        if inputs.labels is not None:  # inside the recorded run: a failed write marks it failed
+            recorder.write_png("labels.png", labels_preview(inputs.labels, inputs.map_names))
+        return paint(inputs.scene, cfg, extractor, recorder, inputs.init_file, log=say)
+
+    record_run(recorder, printer, work)
     return 0
 
 

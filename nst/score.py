@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nst.cli import run_main, say
+from nst.cli import quiet_tensorflow_import, run_main, say
 from nst.config import NSTConfig, load_config, to_dict
 from nst.errors import UserError
 from nst.plot import config_differences, read_losses, read_run_config
@@ -108,7 +108,8 @@ def score_images(paths: list[str], cfg: NSTConfig) -> tuple[list[dict], dict]:
     content, styles, _ = load_inputs(cfg)
     size = (content.shape[1], content.shape[0])
     images = [(p, *load_scored_image(p, size, cfg.image.max_input_pixels)) for p in paths]  # fail before TF work
-    from nst.transfer import layer_weights, make_extractor  # imports TensorFlow
+    with quiet_tensorflow_import():
+        from nst.transfer import layer_weights, make_extractor  # imports TensorFlow
 
     weights, info = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
     layer_weights(cfg, info.network)
