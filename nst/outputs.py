@@ -157,8 +157,8 @@ def _check_path(path: Path) -> None:
     for parent in [path, *path.parents]:
         if parent.exists():
             if not parent.is_dir():
-                what = "is a file" if parent == path else f"lies under {parent}, which is a file"
-                raise UserError(f"output folder {path} {what}, not a folder")
+                what = "it is a file" if parent == path else f"it lies under {parent}, which is a file"
+                raise UserError(f"output dir {path} is not writable: {what}, not a folder")
             break
 
 
@@ -194,8 +194,11 @@ def _run_record(folder: Path) -> dict | None:
     return info if isinstance(info, dict) and "status" in info and "config" in info else None
 
 
-def is_ours(path: Path) -> bool:
-    """Whether a file carries this tool's marks: PNG text ``nst:*``, our CSV header, a run.json record."""
+def is_ours(path: Path) -> bool | None:
+    """Whether a file carries this tool's marks: PNG text ``nst:*``, our CSV header, a run.json record.
+
+    None for other kinds of file, whose only evidence is an earlier run's manifest.
+    """
     try:
         if path.suffix == ".png":
             with Image.open(path) as img:
@@ -207,19 +210,24 @@ def is_ours(path: Path) -> bool:
             return _run_record(path.parent) is not None
     except Exception:  # unreadable: not provably ours
         return False
-    return False
+    return None
 
 
 def owned_files(folder: Path) -> set[str]:
-    """Names of files in ``folder`` an earlier run of this tool wrote: its manifest, else its marks."""
+    """Names of files in ``folder`` an earlier run of this tool wrote: listed in its run.json or found under
+    an output's name, and in both cases still carrying our marks (a file the user put in its place is not ours)."""
     info = _run_record(folder)
     listed = info.get("files") if info else None
-    names = {n for n in listed if isinstance(n, str) and "/" not in n} if isinstance(listed, list) else set()
-    if info:
-        names.add("run.json")
-    candidates = [*OUTPUT_NAMES, PLOT_NAME, *(p.name for p in folder.glob("iter_*.png"))]
-    names |= {n for n in candidates if n not in names and is_ours(folder / n)}
-    return {n for n in names if (folder / n).is_file() and n != LOCK_NAME}
+    manifest = {n for n in listed if isinstance(n, str) and "/" not in n} if isinstance(listed, list) else set()
+    candidates = manifest | {*OUTPUT_NAMES, PLOT_NAME, *(p.name for p in folder.glob("iter_*.png"))}
+    owned = set()
+    for name in candidates - {LOCK_NAME}:
+        path = folder / name
+        if path.is_file():
+            mark = is_ours(path)
+            if mark or (mark is None and name in manifest):
+                owned.add(name)
+    return owned
 
 
 def _input_files(config: dict, folder: Path) -> list[Path]:
