@@ -55,6 +55,11 @@ def quiet_tensorflow_import():
         yield
         return
     sys.stderr.flush()
+    # A KeyboardInterrupt raised inside TF's import can be swallowed by a bare `except:` in some module it
+    # imports, and the run would go on: hold Ctrl-C / kill until the import is over, then act on it.
+    pending: list[int] = []
+    held = ((signal.SIGINT, *STOP_SIGNALS) if threading.current_thread() is threading.main_thread() else ())
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in held}
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(null, 2)
@@ -63,6 +68,10 @@ def quiet_tensorflow_import():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if pending:
+        raise KeyboardInterrupt
     yield
 
 

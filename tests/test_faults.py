@@ -256,7 +256,7 @@ def test_doodle_on_a_full_disk_leaves_no_empty_labels_png(tmpfs, run_cli, clean_
     fill(disk)
     out = disk / "d"
     res = run_cli([Path(__file__).resolve().parents[1] / "configs" / "doodle_coastline.yaml", "--output", out,
-                   "--set", "image.size=64", "--set", "optimizer.iterations=1", "--set", "doodle.phases=1",
+                   "--set", "image.size=64", "--set", "optimizer.iterations=2", "--set", "doodle.phases=1",
                    "--set", "model.download=false"], timeout=240, module="doodle.run")
     clean_error(res, "space", out_dir=out)
     assert not (out / "labels.png").exists()
