@@ -108,7 +108,7 @@ class DoodleConfig:
     content: Union[str, None] = None  # optional photo to repaint (semantic style transfer)
     output_dir: str = "runs/doodle"
     seed: int = 0
-    precision: str = "float32"  # float32 | bfloat16
+    precision: str = "auto"  # auto (probed per machine) | float32 | bfloat16 | float16
     snapshots: list[int] = field(default_factory=list)
     image: DoodleImage = field(default_factory=DoodleImage)
     model: ModelConfig = field(default_factory=ModelConfig)

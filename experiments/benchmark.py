@@ -24,9 +24,9 @@ def measure(size: int, precision: str, steps: int, jit: bool) -> dict:
     import tensorflow as tf
 
     from nst.config import load_config
-    from nst.optimize import value_and_grad
+    from nst.objective import value_and_grad
     from nst.outputs import peak_memory_mb
-    from nst.run import load_inputs
+    from nst.inputs import load_inputs
     from nst.transfer import compute_targets, initial_image, make_extractor, make_objective
     from nst.weights import load_weights
 

@@ -5,7 +5,7 @@ the variants the figure compares (``--set``-style overrides), and what ``--quick
 through the one engine (:func:`nst.transfer.stylize`, wired exactly as ``python -m nst.run`` wires it,
 with the run folder contract of :mod:`nst.outputs`), land in ``<out>/runs/<base>-<hash>/`` keyed by
 their resolved config, and are reused by every figure (and every later invocation) asking for the
-same config. Doodle runs go through ``python -m doodle.run``.
+same config. Doodle runs go through :func:`doodle.run.execute` the same way.
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ import argparse
 import csv
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,22 +214,15 @@ class Context:
         self.runs_made.append(str(out))
         return out
 
-    def run_cli(self, module: str, config: Path, sets: list[str], cfg, label: str = "") -> Path:
-        """Run another engine's command line, ``python -m MODULE CONFIG --set ... --output DIR``, where
-        ``cfg`` is what that engine's loader made of ``config`` + ``sets`` (see :meth:`nst_config`)."""
+    def run_doodle(self, cfg, label: str = "") -> Path:
+        """Run a doodle config in-process (:func:`doodle.run.execute`), or reuse a finished identical run."""
         out = Path(cfg.output_dir)
         if self._reuse(cfg, label):
             return out
-        args = [sys.executable, "-m", module, str(config), *[a for s in sets for a in ("--set", s)],
-                "--output", str(out)]
-        say(f"  run {out.name} ({label}): python -m {module} {config.name} "
-            + " ".join(f"--set {s}" for s in sets) + f" --output {out}")
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-        done = subprocess.run(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-        if done.returncode != 0:
-            tail = "\n".join(done.stdout.strip().splitlines()[-15:])
-            raise UserError(f"{module} failed (exit {done.returncode}) for {label}:\n{tail}")
+        from doodle.run import execute
+
+        say(f"  run {out.name} ({label}): doodle, {cfg.optimizer.iterations} iterations")
+        execute(cfg, self.weights(cfg))
         self.runs_made.append(str(out))
         return out
 
@@ -245,10 +235,9 @@ def run_json(run_dir: Path) -> dict:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
+    from nst.images import read_image
 
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    return read_image(path, "figure image")
 
 
 def losses_at(run_dir: Path, iteration: int) -> dict[str, float]:
@@ -378,7 +367,7 @@ def footer_text(ctx: Context, run_dir: Path, extra: str = "") -> str:
 
 def input_panels(cfg: NSTConfig, inputs: tuple[str, ...]) -> list[Panel]:
     """The images a run started from, as the network saw them (content at the output size)."""
-    from nst.run import load_inputs
+    from nst.inputs import load_inputs
 
     content, styles, _ = load_inputs(cfg)
     panels = {"content": Panel(content, "content"),

@@ -78,7 +78,13 @@ class OptimizerConfig:
     rounds: int = 1  # lbfgs: split iterations into this many fresh fmin_l_bfgs_b calls (the original's habit)
     max_evals_per_round: Union[int, None] = None  # lbfgs maxfun per round; None = 2 * iterations per round
     bounds: bool = True  # keep pixels in [0, 255] (lbfgs: box bounds; adam: clip)
-    xla: bool = False  # XLA-compile the loss+gradient step (always on for bfloat16: see README "Speed")
+    xla: Union[bool, str] = "auto"  # XLA-compile the loss+gradient step: true | false | auto (probed, README "Speed")
+
+
+@dataclass(frozen=True)
+class ScaleStep:
+    size: float  # fraction of image.size (0 < size <= 1); the last scale must be 1.0
+    iterations: int  # optimiser iterations at this scale
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,10 @@ class NSTConfig:
     style: list[StyleImage] = field(default_factory=list)
     output_dir: str = "runs/nst"
     seed: int = 0
-    precision: str = "float32"  # float32 | bfloat16 (Keras mixed_bfloat16, losses summed in float32)
+    precision: str = "auto"  # auto (probed per machine) | float32 | bfloat16 | float16 (Keras mixed precision)
     snapshots: list[int] = field(default_factory=list)
+    # coarse to fine: [{size: 0.5, iterations: 300}, ..., {size: 1.0, iterations: 100}]; [] = one scale
+    scales: list[ScaleStep] = field(default_factory=list)
     image: ImageConfig = field(default_factory=ImageConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     layers: LayersConfig = field(default_factory=LayersConfig)
@@ -114,7 +122,8 @@ class NSTConfig:
 PATH_KEYS = ("content", "style[].path", "output_dir", "model.weights", "init.path")
 
 CHOICES = {
-    "precision": ("float32", "bfloat16"),
+    "precision": ("auto", "float32", "bfloat16", "float16"),
+    "optimizer.xla": (True, False, "auto"),
     "model.network": ("auto", "vgg19", "vgg16"),
     "model.pooling": ("avg", "max"),
     "init.method": ("noise", "content", "random", "file"),
@@ -372,10 +381,11 @@ def get_dotted(cfg: Any, dotted: str) -> Any:
 def check_choices(cfg: Any, choices: dict) -> None:
     for dotted, allowed in choices.items():
         value = get_dotted(cfg, dotted)
-        if value not in allowed:
-            close = difflib.get_close_matches(str(value), allowed, n=1)
+        if value not in allowed or isinstance(value, bool) != any(v is value for v in allowed if isinstance(v, bool)):
+            names = [str(a).lower() if isinstance(a, bool) else a for a in allowed]  # as YAML writes them
+            close = difflib.get_close_matches(str(value), names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise UserError(f"config key '{dotted}' must be one of {', '.join(allowed)}; got '{value}'{hint}")
+            raise UserError(f"config key '{dotted}' must be one of {', '.join(names)}; got '{value}'{hint}")
 
 
 def check_common(cfg: Any) -> None:
@@ -420,6 +430,25 @@ def check_common(cfg: Any) -> None:
     if not any(weights.values()):
         raise UserError(f"every loss weight is 0 ({', '.join(f'loss.{k}' for k in weights)}): there is nothing to "
                         f"optimise; set loss.style_weight or loss.content_weight above 0")
+    check_scales(cfg)
+
+
+def check_scales(cfg) -> None:
+    """``scales`` (where a schema has it): sizes rising to 1.0, iterations summing to optimizer.iterations."""
+    scales = getattr(cfg, "scales", None)
+    if not scales:
+        return
+    sizes = [s.size for s in scales]
+    if any(not 0 < s <= 1 for s in sizes) or sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
+        raise UserError(f"config key 'scales' must have sizes rising in (0, 1], coarse to fine; got {sizes}")
+    if sizes[-1] != 1.0:
+        raise UserError(f"config key 'scales': the last size must be 1.0 (the output), got {sizes[-1]}")
+    its = [s.iterations for s in scales]
+    if any(i < 1 for i in its):
+        raise UserError(f"config key 'scales': every scale needs at least 1 iteration, got {its}")
+    if sum(its) != cfg.optimizer.iterations:
+        raise UserError(f"config key 'optimizer.iterations' ({cfg.optimizer.iterations}) must equal the sum of "
+                        f"scales[].iterations ({sum(its)})")
 
 
 def check_nst(cfg: NSTConfig) -> None:

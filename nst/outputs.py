@@ -38,7 +38,7 @@ from PIL import Image
 
 from nst.cli import say
 from nst.errors import UserError
-from nst.events import CSV_HEADER, Progress
+from nst.events import CSV_HEADER, Cancelled, Progress, extra_columns
 from nst.images import save_png
 from nst.weights import WeightsInfo
 
@@ -285,7 +285,8 @@ class RunRecorder:
         self.last: Progress | None = None
         self.extra: dict = {}
         self.files: list[str] = []  # the manifest: what this run wrote here (run.json "files")
-        self.rows: list[str] = [",".join(CSV_HEADER)]
+        self.columns: list[str] | None = None  # the objective's own terms after the fixed columns, from event 1
+        self.rows: list[str] = []
         prepare_dir(self.out_dir)  # a no-op when the CLI already holds the folder
         self.lock = _HELD[self.out_dir.resolve()]
         try:
@@ -345,13 +346,16 @@ class RunRecorder:
         self._write(name, lambda path: save_png(np.asarray(image, np.float32), path, self._png_text()))
 
     def _save_csv(self) -> None:
-        data = ("\n".join(self.rows) + "\n").encode("utf-8")
+        header = ",".join([*CSV_HEADER, *(self.columns or []), "phase", "size"])
+        data = ("\n".join([header, *self.rows]) + "\n").encode("utf-8")
         self._write("losses.csv", lambda path: write_atomic(path, data))
 
     # -- events
 
     def __call__(self, ev: Progress) -> None:
-        self.rows.append(ev.csv_row())
+        if self.columns is None:
+            self.columns = extra_columns(ev.terms)
+        self.rows.append(",".join(ev.csv_values(self.columns)))
         self._save_csv()
         self.last = ev
         if not math.isfinite(ev.total):
@@ -359,15 +363,16 @@ class RunRecorder:
                             f"overflows float32; lower the loss weights (loss.*_weight)")
         if ev.iteration in self.snapshots:
             self._write(f"iter_{ev.iteration:04d}.png",
-                        lambda path: save_png(ev.image, path, self._png_text(ev.iteration)))
+                        lambda path: save_png(ev.image, path, self._png_text(ev)))
         if self.on_event:
             self.on_event(ev)
 
-    def _png_text(self, iteration: int | None = None) -> dict[str, str]:
+    def _png_text(self, ev: Progress | None = None) -> dict[str, str]:
         text = {"nst:config": yaml.safe_dump(self.config, sort_keys=False),
                 "nst:network": self.weights.network, "nst:weights_sha256": self.weights.sha256}
-        if iteration is not None:
-            text["nst:iteration"] = str(iteration)
+        if ev is not None:
+            text["nst:iteration"] = str(ev.iteration)
+            text["nst:scale"] = f"{ev.phase + 1}/{ev.phases} {ev.size[1]}x{ev.size[0]}"
         return text
 
     # -- the end
@@ -383,7 +388,8 @@ class RunRecorder:
             "wall_seconds": round(time.time() - self.started, 3),
             "peak_memory_mb": round(peak_memory_mb(), 1),
             "iterations_done": last.iteration if last else 0,
-            "final_losses": ({k: _number(getattr(last, k)) for k in ("content", "style", "tv", "total")}
+            "final_losses": ({k: _number(v) for k, v in {"content": last.content, "style": last.style,
+                                                         "tv": last.tv, "total": last.total, **last.terms}.items()}
                              if last else None),
             "seed": self.seed,
             "network": self.weights.network,
@@ -418,11 +424,11 @@ class RunRecorder:
                 os.unlink(tmp)
         return info
 
-    def abort(self, status: str, error: str = "") -> str:
-        """Record an interrupted or failed run; returns "" or why run.json could not be written."""
+    def abort(self, status: str, error: str = "", stop: str = "") -> str:
+        """Record an interrupted, cancelled or failed run; returns "" or why run.json could not be written."""
         for attempt in range(2):
             try:
-                self.record(status, error=error)
+                self.record(status, stop, error=error)
                 return ""
             except UserError as exc:
                 if attempt:
@@ -432,7 +438,7 @@ class RunRecorder:
 
     def kept(self) -> str:
         snaps = [n for n in self.files if n.startswith("iter_")]
-        rows = len(self.rows) - 1
+        rows = len(self.rows)
         return (f"run.json (status interrupted), losses.csv ({rows} iteration{'s' * (rows != 1)})"
                 + (f" and {len(snaps)} snapshot{'s' * (len(snaps) != 1)}" if snaps else "")
                 + f" kept in {self.out_dir}; no result.png written")
@@ -452,6 +458,13 @@ def record_run(recorder: RunRecorder, printer, work) -> dict:
             image, stop = work()
             printer.close()
             done = recorder.finish(image, stop)
+        except Cancelled as exc:  # stopped by its caller (studio, sweep): recorded, not an error
+            printer.close()
+            trouble = recorder.abort("cancelled", stop=str(exc))
+            if trouble:
+                raise UserError(f"run cancelled, but run.json could not be updated ({trouble})") from None
+            say(f"cancelled: {exc}; snapshots, losses.csv and run.json kept")
+            return _run_record(recorder.out_dir) or {}
         except KeyboardInterrupt:
             recorder.abort("interrupted")
             raise Interrupted(recorder.kept()) from None

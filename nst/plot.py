@@ -1,8 +1,9 @@
 """``python -m nst.plot RUN_DIR [RUN_DIR ...] [--output PNG] [--log]``: loss curves of runs on shared axes.
 
 Reads each run folder's ``losses.csv`` (the contract of :mod:`nst.outputs`: ``iteration, content,
-style, tv, total, seconds``, weighted terms) and draws one panel per loss term, one line per run, so
-that settings can be compared. Runs are labelled by their folder name plus, when several runs are
+style, tv, total, seconds``, weighted terms, then any further terms of the objective such as
+``style.mrf``, and the ``phase`` and ``size`` of each row) and draws one panel per loss term, one line
+per run, so that settings can be compared. Runs are labelled by their folder name plus, when several runs are
 drawn and their ``run.json`` files say what they ran, the config keys in which they differ.
 
 Also home of :func:`flattening_point`, the rule the Fig 3.1 script uses to find where a loss curve
@@ -47,23 +48,30 @@ def read_losses(run_dir: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"{path} is not a text CSV file ({type(exc).__name__})") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not rows or tuple(c.strip() for c in rows[0]) != CSV_HEADER:
+    header = tuple(c.strip() for c in rows[0]) if rows else ()
+    if header[:len(CSV_HEADER)] != CSV_HEADER:
         raise UserError(f"{path} does not start with the header {','.join(CSV_HEADER)}")
     body = [r for r in rows[1:] if r]
     if not body:
         raise UserError(f"{path} has no iterations yet")
     for n, r in enumerate(rows[1:], 2):
-        if r and len(r) != len(rows[0]):
-            raise UserError(f"{path} line {n} has {len(r)} values, the header {len(rows[0])}")
+        if r and len(r) != len(header):
+            raise UserError(f"{path} line {n} has {len(r)} values, the header {len(header)}")
+    numeric = [i for i, name in enumerate(header) if name != "size"]  # size is "WxH"
     try:
-        table = np.array([[float(v) for v in r] for r in body], dtype=np.float64)
+        table = np.array([[float(r[i]) for i in numeric] for r in body], dtype=np.float64)
     except ValueError as exc:
         raise UserError(f"{path} has a value that is not a number: {exc}") from None
-    if table.shape[1] != len(CSV_HEADER):
-        raise UserError(f"{path}: rows must have {len(CSV_HEADER)} columns")
-    cols = {name: table[:, i] for i, name in enumerate(CSV_HEADER)}
+    cols = {header[i]: table[:, j] for j, i in enumerate(numeric)}
     cols["iteration"] = cols["iteration"].astype(int)
+    if "phase" in cols:
+        cols["phase"] = cols["phase"].astype(int)
     return cols
+
+
+def term_columns(cols: dict[str, np.ndarray]) -> list[str]:
+    """The loss columns of a read losses.csv: the fixed aggregates and total, then the objective's own terms."""
+    return [k for k in cols if k not in ("iteration", "seconds", "phase")]
 
 
 def read_run_config(run_dir: str | Path) -> dict | None:
@@ -154,8 +162,11 @@ def flattening_point(iterations, values, window: int, threshold: float) -> int |
 
 
 def active_terms(runs: list[dict[str, np.ndarray]]) -> list[str]:
-    """content, style, total always; tv only when some run has a non-zero tv term."""
-    return [t for t in TERMS if t != "tv" or any(np.any(r["tv"] != 0) for r in runs)]
+    """content, style, total always; tv and the objective's own terms (style.mrf ...) where some run has them."""
+    extra = [t for r in runs for t in term_columns(r) if t not in TERMS]
+    names = [*TERMS, *dict.fromkeys(extra)]
+    return [t for t in names if t in ("content", "style", "total")
+            or any(t in r and np.any(r[t] != 0) for r in runs)]
 
 
 def plot_runs(run_dirs: list[str | Path], output: str | Path, log: bool = False, title: str | None = None) -> Path:

@@ -2,7 +2,7 @@
 
 Computes the content, style, tv and total loss of any image (a student's result, another tool's
 output) under a config's network, layers and weights, with the very objective the optimiser
-minimises (:func:`nst.transfer.make_objective`, evaluated through :func:`nst.optimize.value_and_grad`),
+minimises (:func:`nst.transfer.make_objective`, evaluated through its compiled step),
 so the score of a run's snapshot equals that run's ``losses.csv`` row up to 8-bit PNG rounding.
 The image is resized to the config's output size (the content image at ``image.size``). Lower is
 better. The values are printed beside the reference run's: the config's ``output_dir`` (or
@@ -22,6 +22,7 @@ import numpy as np
 from nst.cli import quiet_tensorflow_import, run_main, say
 from nst.config import NSTConfig, load_config, to_dict
 from nst.errors import UserError
+from nst.events import AGGREGATES, aggregate
 from nst.plot import config_differences, read_losses, read_run_config
 
 TERMS = ("content", "style", "tv", "total")
@@ -44,12 +45,11 @@ class Scorer:
 
     def __init__(self, cfg: NSTConfig, content: np.ndarray, styles: list[tuple[np.ndarray, float]],
                  extractor):
-        from nst.optimize import value_and_grad
         from nst.transfer import compute_targets, make_objective, prepare_styles
 
         self.cfg, self.size = cfg, (content.shape[1], content.shape[0])  # (width, height)
         targets = compute_targets(extractor, content, prepare_styles(cfg, content, styles), cfg)
-        self._step = value_and_grad(make_objective(extractor, targets, cfg))  # the optimiser's own function
+        self._step = make_objective(extractor, targets, cfg).step()  # the optimiser's own compiled function
 
     def __call__(self, image: np.ndarray) -> dict[str, float]:
         import tensorflow as tf
@@ -58,7 +58,8 @@ class Scorer:
             raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, the objective wants "
                              f"{self.size[0]}x{self.size[1]}")
         terms, _ = self._step(tf.constant(np.asarray(image, np.float32)[None]))
-        return {k: float(terms[k]) for k in TERMS}
+        values = {k: float(v) for k, v in terms.items()}
+        return {**{k: aggregate(values, k) for k in AGGREGATES}, **values}  # fixed terms first, then any others
 
 
 def find_reference(run_dir: Path, cfg: NSTConfig) -> Reference | None:
@@ -119,7 +120,7 @@ def load_scored_image(path: str, size: tuple[int, int], limit: int) -> tuple[np.
 
 def score_images(paths: list[str], cfg: NSTConfig) -> tuple[list[dict], dict]:
     """Load inputs and weights as nst.run does, then score every image. Returns (scores, setup info)."""
-    from nst.run import load_inputs
+    from nst.inputs import load_inputs
     from nst.weights import load_weights
 
     content, styles, _ = load_inputs(cfg)
@@ -147,8 +148,9 @@ def format_table(scores: list[dict], ref: Reference | None) -> str:
     heads = [*names, *([f"reference @{ref.iteration}"] if ref else [])]
     width = max(14, *(len(h) + 2 for h in heads))
     lines = [f"{'':<9}" + "".join(f"{h:>{width}}" for h in heads)]
-    for term in TERMS:
-        vals = [s["losses"][term] for s in scores] + ([ref.losses[term]] if ref else [])
+    for term in dict.fromkeys([*TERMS, *(k for s in scores for k in s["losses"])]):  # open term set, fixed first
+        vals = [s["losses"].get(term, float("nan")) for s in scores] + ([ref.losses.get(term, float("nan"))]
+                                                                         if ref else [])
         lines.append(f"{term:<9}" + "".join(f"{v:>{width}.5g}" for v in vals))
     if ref:
         ratios = [s["losses"]["total"] / ref.losses["total"] if ref.losses["total"] else float("nan")

@@ -87,7 +87,8 @@ def test_result_png_embeds_the_resolved_config(quick_run):
 def test_losses_csv(quick_run):
     _, out = quick_run
     lines = (out / "losses.csv").read_text().splitlines()
-    assert lines[0] == HEADER
+    assert lines[0] == HEADER + ",phase,size"  # the fixed columns first; then the scale each row belongs to
+    assert all(line.endswith(",0,96x72") for line in lines[1:])
     rows = read_losses(out / "losses.csv")
     assert [int(r["iteration"]) for r in rows] == list(range(1, 31))
     for r in rows:

@@ -266,7 +266,8 @@ def test_wrong_type_names_the_key(tmp_path, text, key):
     ("optimizer.method=lbgfs", "optimizer.method", "did you mean 'lbfgs'"),
     ("init.method=nosie", "init.method", "did you mean 'noise'"),
     ("color.preserve=lum", "color.preserve", ""),
-    ("precision=float16", "precision", ""),
+    ("precision=float64", "precision", ""),
+    ("optimizer.xla=maybe", "optimizer.xla", ""),
     ("loss.content_form=papers", "loss.content_form", "did you mean 'paper'"),
 ])
 def test_choices_are_validated(tmp_path, setting, key, hint):
