@@ -93,10 +93,14 @@ def choose_path(plan: list[Scale], build: Build, extractors: Extractors, x0: np.
     """The numeric path for this plan, probed (when asked to) at its final, most expensive scale."""
     hw = plan[-1].hw
     image = tf.constant(upsample(x0, hw)[None], tf.float32)
+    fastest = [float("inf")]
 
     def probe(path: Path_) -> tuple[float, float]:
         objective = build(len(plan) - 1, hw, extractors(path.precision))
-        return time_step(objective.step(path.xla), image)
+        # a warm-up 5x slower than the fastest evaluation so far (and over 20 s, compiling included) ends the probe
+        seconds, loss = time_step(objective.step(path.xla), image, give_up_after=max(20.0, 5 * fastest[0]))
+        fastest[0] = min(fastest[0], seconds)
+        return seconds, loss
 
     work = sum(s.hw[0] * s.hw[1] * s.iterations for s in plan)
     return choose(precision, xla, probe, f"{hw[1]}x{hw[0]}", work, cache_dir, log)

@@ -153,10 +153,18 @@ def choose(precision: str, xla, probe: Probe, size_key: str, work: int, cache_di
     return Choice(chosen.precision, chosen.xla, f"fastest by {how} at {size_key} on {key}: {table}", timings)
 
 
-def time_step(step, image, repeats: int = 2) -> tuple[float, float]:
-    """One warm-up call (tracing, compiling), then the best of ``repeats`` timed calls: (seconds, loss)."""
+def time_step(step, image, repeats: int = 2, give_up_after: float | None = None) -> tuple[float, float]:
+    """One warm-up call (tracing, compiling), then the best of ``repeats`` timed calls: (seconds, loss).
+
+    A warm-up slower than ``give_up_after`` seconds is its own answer: a path that slow loses anyway (bf16
+    without AVX-512 ran ~60 s per evaluation at 512 px), and timing it again would only cost minutes.
+    """
+    start = time.perf_counter()
     terms, grad = step(image)
     grad.numpy()
+    warm = time.perf_counter() - start
+    if give_up_after is not None and warm > give_up_after:
+        return warm, float(terms["total"])
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
