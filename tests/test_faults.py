@@ -65,6 +65,15 @@ def finished_run(tmp_path, make_config, run_inprocess):
     return out
 
 
+def wait_for(proc: subprocess.Popen, path: Path, seconds: float = 240) -> None:
+    """Wait until the running CLI has written ``path``."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, f"no {path.name} after {seconds} s"
+        time.sleep(0.05)
+
+
 def snapshot_of(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
 
@@ -229,11 +238,7 @@ def test_disk_full_during_the_run(tmpfs, make_config, repo):
            *sets("optimizer.iterations=400", "snapshots=[2, 390]")]
     proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 240
-        while not (out / "iter_0002.png").exists():
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(proc, out / "iter_0002.png")
         fill(disk)
         _, err = proc.communicate(timeout=240)
     finally:
@@ -397,11 +402,7 @@ def test_closed_terminal_ends_the_run_like_ctrl_c(tmp_path, make_config, repo):
     out = tmp_path / "hup"
     proc = _popen(repo, make_config(), out, "optimizer.iterations=2000", "snapshots=[2]")
     try:
-        deadline = time.monotonic() + 240
-        while not (out / "iter_0002.png").exists():
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(proc, out / "iter_0002.png")
         proc.send_signal(signal.SIGHUP)
         _, err = proc.communicate(timeout=120)
     finally:
