@@ -184,6 +184,8 @@ def plot_runs(run_dirs: list[str | Path], output: str | Path, log: bool = False,
     axes = fig.subplots(1, len(terms), sharex=True, squeeze=False)
     for ax, term in zip(axes[0], terms):
         for run, label in zip(runs, labels):
+            if term not in run:
+                continue  # a term of another objective (an nst run beside a doodle's style.mrf)
             y = run[term]
             if log:
                 y = np.where(y > 0, y, np.nan)  # log axes cannot show zeros
