@@ -243,8 +243,8 @@ def _apply_override(raw: dict, keys: list[str], value: Any) -> None:
 
 
 def _resolve_paths(raw: dict, base: Path, path_keys: tuple[str, ...] = PATH_KEYS) -> None:
-    def fix(p: Any) -> Any:
-        return str((base / p).resolve()) if isinstance(p, str) and p and not Path(p).is_absolute() else p
+    def fix(p: Any) -> Any:  # "auto" stays literal: doodle's automatic maps (doodle.style_map: auto)
+        return str((base / p).resolve()) if isinstance(p, str) and p not in ("", "auto") and not Path(p).is_absolute() else p
 
     for dotted in path_keys:
         if dotted == "style[].path":
