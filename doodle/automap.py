@@ -7,10 +7,9 @@ what the project has, the ImageNet VGG16 (blocks 1-4; see nst/weights.py):
 1. **Features.** The image at ``work_size`` (long side) through VGG16; at each of ``layers`` the channels
    are reduced by PCA, upsampled bilinearly to the working size and scaled to unit total variance; plus
    CIELAB colour and (x, y) position, each group with its weight. Pixels -> (H*W, D) descriptors.
-2. **Clustering.** k-means (scikit-learn) on a seeded subsample, every pixel assigned to the nearest
-   centre. When the label count is not given, k in ``k_range`` is chosen by the mean silhouette of the
-   subsample, with a small penalty per extra region (``k_penalty``, measured: the bare silhouette
-   prefers 2 on every sample image).
+2. **Clustering.** k-means (scikit-learn) on a seeded subsample, every pixel costed by its distance
+   to each centre. When the label count is not given, k in ``k_range`` (3..6) is the one with the best
+   mean silhouette of the subsample (over 2..6 the silhouette chose 2, figure/ground, on every sample).
 3. **Edge-aware refinement** (a dense-CRF-like mean field we wrote in numpy): label probabilities
    Q = softmax(-d^2 / T) from the k-means distances; each iteration smooths Q with a colour guided filter
    (He et al. 2010, guided by the image itself, so smoothing stops at colour edges) and adds it back as a
@@ -60,17 +59,18 @@ class AutoMapOptions:
     colour_weight: float = 1.0  # CIELAB
     position_weight: float = 0.5  # (x, y)
     l2_normalise: bool = False  # divide each pixel's features by their norm before PCA (cosine-like)
-    cluster: str = "kmeans"  # kmeans | gmm | ward (connectivity-constrained, at ward_size)
+    cluster: str = "kmeans"  # kmeans | gmm (diagonal) | ward (connectivity-constrained, at ward_size)
     ward_size: int = 64
+    blur: float = 0.0  # Gaussian sigma (px at the working size) over the feature and colour fields: local statistics
     sample: int = 6000  # pixels k-means and the silhouette are fitted on
-    k_range: tuple[int, int] = (2, 6)  # automatic label count: searched in this range (inclusive)
-    k_penalty: float = 0.02  # subtracted from the silhouette per label beyond 2
+    k_range: tuple[int, int] = (3, 6)  # automatic label count: the best silhouette in this range (inclusive)
     refine_iters: int = 5  # mean-field iterations at the working size (0 = plain k-means labels)
     refine_weight: float = 4.0  # Potts message weight
     guide_radius: int = 4  # guided filter window radius, at the working size
     guide_eps: float = 0.01  # guided filter regulariser (colours 0..1)
     majority: int = 5  # majority filter window (0 = none)
     min_region: float = 0.005  # connected pieces under this fraction of the image are merged away
+    max_size: int = 1024  # the full-resolution step runs at most at this long side (memory: (H, W, 3, k) floats)
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,8 @@ def pixel_descriptors(image_small: np.ndarray, feats: dict[str, np.ndarray], opt
         red = PCA(dims, random_state=seed).fit_transform(flat).reshape(f.shape[0], f.shape[1], dims)
         groups.append((_resize_float(red, (h, w)), opts.feature_weight))
     groups.append((rgb_to_lab(image_small), opts.colour_weight))
+    if opts.blur > 0:  # local means of the responses: texture statistics rather than single pixels
+        groups = [(ndimage.gaussian_filter(g, (opts.blur, opts.blur, 0), mode="reflect"), wt) for g, wt in groups]
     yy, xx = np.mgrid[0:h, 0:w]
     groups.append((np.stack([yy, xx], -1) / max(h, w), opts.position_weight))
     parts = []
@@ -229,22 +231,38 @@ def _centres(desc: np.ndarray, sample: np.ndarray, k: int, seed: int, opts: Auto
     return np.stack([flat[lab == i].mean(0) for i in range(k)])
 
 
+def _unary(desc: np.ndarray, sample: np.ndarray, k: int, seed: int, opts: AutoMapOptions) -> np.ndarray:
+    """(H, W, k) label costs of every pixel: squared distance to the centres / 2T (T: the median nearest)."""
+    flat = desc.reshape(-1, desc.shape[-1])
+    centres = _centres(desc, sample, k, seed, opts)
+    d2 = ((flat[:, None, :] - centres[None]) ** 2).sum(-1).reshape(desc.shape[:2] + (k,))
+    temperature = max(float(np.median(d2.min(axis=-1))), 1e-8)
+    return d2 / (2 * temperature)
+
+
 def choose_k(sample: np.ndarray, opts: AutoMapOptions, seed: int) -> tuple[int, dict[int, float]]:
-    """The k in ``opts.k_range`` with the best silhouette minus ``k_penalty`` per label beyond 2."""
+    """The k in ``opts.k_range`` with the best mean silhouette of the sample's k-means labels.
+
+    The range starts at 3: over 2..6 the silhouette picked 2 (figure/ground) on every sample image
+    (experiments/automap_iou.py). The search stops at a k the sample has too few distinct points for;
+    2 when no k of the range fits.
+    """
     from sklearn.metrics import silhouette_score
 
     lo, hi = opts.k_range
     scores: dict[int, float] = {}
+    distinct = len(np.unique(np.round(sample, 6), axis=0))
     for k in range(lo, hi + 1):
-        if k >= len(sample):
+        if k > distinct:
             break
         labels = _kmeans(sample, k, seed).labels_
-        if len(np.unique(labels)) < 2:
+        if len(np.unique(labels)) < k:
             break
         sil = silhouette_score(sample, labels, sample_size=min(len(sample), 3000), random_state=seed)
-        scores[k] = round(float(sil) - opts.k_penalty * (k - 2), 4)
-    best = max(scores, key=lambda k: (scores[k], -k))
-    return best, scores
+        scores[k] = round(float(sil), 4)
+    if not scores:
+        return 2, scores
+    return max(scores, key=lambda k: (scores[k], -k)), scores
 
 
 # --------------------------------------------------------------------------- refinement and cleaning
@@ -343,19 +361,20 @@ def segment_labels(image: np.ndarray, labels: int | None = None, seed: int = 0,
         chosen = "silhouette"
     else:
         k, scores, chosen = labels, {}, "given"
-    centres = _centres(desc, sample, k, seed, opts)
-    d2 = ((flat[:, None, :] - centres[None]) ** 2).sum(-1).reshape(desc.shape[:2] + (k,))  # (hs, ws, k)
-    temperature = max(float(np.median(d2.min(axis=-1))), 1e-8)
-    unary = d2 / (2 * temperature)
+    unary = _unary(desc, sample, k, seed, opts)  # (hs, ws, k)
     guide_small = np.clip(small / 255.0, 0, 1)
     q = mean_field(unary, guide_small, opts, opts.refine_iters, opts.guide_radius)
-    # to full size, then once more edge-aware there so boundaries follow the full-resolution edges
-    q = _resize_float(q, (h, w))
-    scale = max(h, w) / opts.work_size
-    q = guided_filter(np.clip(image / 255.0, 0, 1), q, max(1, round(opts.guide_radius * scale)), opts.guide_eps)
+    # to full size (at most max_size), once more edge-aware there: boundaries follow the fine edges
+    fh, fw = (h, w) if max(h, w) <= opts.max_size else working_size((h, w), opts.max_size)
+    q = _resize_float(q, (fh, fw))
+    scale = max(fh, fw) / opts.work_size
+    guide = np.clip(_resize_float(image, (fh, fw)) / 255.0, 0, 1) if (fh, fw) != (h, w) else image / 255.0
+    q = guided_filter(np.clip(guide, 0, 1), q, max(1, round(opts.guide_radius * scale)), opts.guide_eps)
     lab = np.argmax(q, axis=-1).astype(np.int32)
     lab = majority_filter(lab, k, opts.majority)
-    lab = remove_small_regions(lab, max(1, int(opts.min_region * h * w)))
+    lab = remove_small_regions(lab, max(1, int(opts.min_region * fh * fw)))
+    if (fh, fw) != (h, w):  # a very large image: nearest-neighbour up to its size
+        lab = lab[(np.arange(h) * fh // h)[:, None], (np.arange(w) * fw // w)[None, :]]
     lab, shares = _relabel_by_area(lab)
     info = AutoMapInfo(k=len(shares), chosen=chosen, scores=scores, palette=PALETTE[: len(shares)].copy(),
                        shares=shares, seconds=time.perf_counter() - start)

@@ -51,8 +51,11 @@ ABLATIONS = {
     "refine weight 8": {"refine_weight": 8.0},
     "position 1.0": {"position_weight": 1.0},
     "position 0.25": {"position_weight": 0.25},
-    "k_penalty 0": {"k_penalty": 0.0},
-    "k_penalty 0.04": {"k_penalty": 0.04},
+    "k range 2..6": {"k_range": (2, 6)},
+    "gmm (diagonal)": {"cluster": "gmm"},
+    "ward, connectivity": {"cluster": "ward"},
+    "blur 4 px (local statistics)": {"blur": 4.0},
+    "L2-normalised features": {"l2_normalise": True},
 }
 
 

@@ -211,10 +211,16 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list, tuple[str, ...]]]:
     }
 
 
-@pytest.mark.parametrize("case", list(_bad_cases(Path("/nonexistent"))))
+BAD_CASES = ["more labels than colours", "too many labels", "one label", "one colour", "tiny", "missing file",
+             "not an image", "no output folder", "jpeg output", "existing map", "missing --with"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
 def test_cli_bad_input_is_one_error_line(tmp_path, segment_cli, clean_error, case):
     (tmp_path / "notes.txt").write_text("not a picture")
-    argv, needles = _bad_cases(tmp_path)[case]
+    cases = _bad_cases(tmp_path)
+    assert sorted(cases) == sorted(BAD_CASES)
+    argv, needles = cases[case]
     before = (tmp_path / "existing_sem.png").read_bytes()
     clean_error(segment_cli(argv), *needles)
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "p.png").exists()
