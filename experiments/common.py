@@ -1,41 +1,34 @@
-"""What every figure script shares: the figure config schema, the run cache, image grids, CSV/PNG output.
+"""What every figure script shares: the figure config schema, image grids, CSV/PNG output.
 
 A figure config (``configs/fig_*.yaml``) names a base run config (``configs/oil_landscape.yaml``),
-the variants the figure compares (``--set``-style overrides), and what ``--quick`` changes. Runs go
-through the one engine (:func:`nst.transfer.stylize`, wired exactly as ``python -m nst.run`` wires it,
-with the run folder contract of :mod:`nst.outputs`), land in ``<out>/runs/<base>-<hash>/`` keyed by
-their resolved config, and are reused by every figure (and every later invocation) asking for the
-same config. Doodle runs go through ``python -m doodle.run``.
+the variants the figure compares (``--set``-style overrides), and what ``--quick`` changes. A figure's
+runs are a sweep: each variant is a point resolved and keyed by :mod:`nst.sweep.spec` and run by
+:func:`nst.sweep.__main__.run_points` (in this process, or on Ray with ``--ray`` / ``--address``), into
+``<out>/runs/<base>-<run key>/``, where every figure (and every later invocation) asking for the same
+config finds it finished.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Union
 
 import numpy as np
-import yaml
 
 from nst.cli import run_main, say
 from nst.config import NSTConfig, load_config, to_dict
 from nst.errors import UserError
+from nst.sweep.spec import Kind, Point, point_config, resolve_sets, run_key, run_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 FIGURES = ROOT / "figures"
 DOCS = ROOT / "docs"
-# Keys that never change what a run computes: left out of the key a run is cached under.
-UNKEYED = ("output_dir", "progress", "snapshots")
-PATH_SETS = ("content", "style", "init.path", "model.weights")
 
 
 # ---------------------------------------------------------------- figure configs
@@ -102,50 +95,17 @@ def base_path(fig: FigureConfig, variant: Variant | None = None) -> Path:
     return (fig_dir(fig) / ((variant.base if variant and variant.base else None) or fig.base)).resolve()
 
 
-# ---------------------------------------------------------------- overrides
-
-
-def resolve_sets(sets: list[str], folder: Path) -> list[str]:
-    """Make ``--set`` strings from a figure config safe to hand to load_config.
-
-    Relative paths become absolute (against the figure config's folder), and a mapping value
-    replaces the base's mapping instead of merging into it (``layers.content={conv1_2: 1.0}`` means
-    *only* conv1_2): load_config merges mappings, so the key is first set to null.
-    """
-    out = []
-    for text in sets:
-        key, value = text.split("=", 1)
-        key = key.strip()
-        parsed = yaml.safe_load(value) if value.strip() else None
-        if key in PATH_SETS and isinstance(parsed, str) and not Path(parsed).is_absolute():
-            text = f"{key}={json.dumps(str((folder / parsed).resolve()))}"
-        elif key == "style" and isinstance(parsed, list):
-            fixed = [str((folder / p).resolve()) if isinstance(p, str) and not Path(p).is_absolute() else p
-                     for p in parsed]
-            text = f"{key}={json.dumps(fixed)}"
-        if isinstance(parsed, dict):
-            out.append(f"{key}=null")
-        out.append(text)
-    return out
-
-
-def run_key(config: dict) -> str:
-    """A short digest of everything in a resolved config that can change what the run computes."""
-    keyed = {k: v for k, v in config.items() if k not in UNKEYED}
-    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
-
-
 # ---------------------------------------------------------------- running
 
 
 @dataclass
 class Context:
-    """One invocation: mode, output folder, extra overrides, and the runs made or reused so far."""
+    """One invocation: mode, output folder, extra overrides, how runs execute, and the runs made or reused."""
     quick: bool
     out: Path
     extra_sets: list[str] = field(default_factory=list)  # --set from the command line, applied last
     force: bool = False
-    _weights: dict = field(default_factory=dict)
+    execution: object = None  # nst.sweep's Execution (default: in this process)
     runs_made: list[str] = field(default_factory=list)  # runs made by this invocation
     runs_reused: list[str] = field(default_factory=list)  # runs a figure found finished (made earlier or before)
 
@@ -160,81 +120,46 @@ class Context:
     def mode_sets(self, fig: FigureConfig) -> list[str]:
         return fig.quick if self.quick else fig.full
 
-    def sets_for(self, fig: FigureConfig, variant: Variant | None = None, extra: list[str] = ()) -> list[str]:
+    def sets_for(self, fig: FigureConfig, variant: Variant | None = None, extra: list[str] = (),
+                 kind: Kind | None = None) -> list[str]:
         """The overrides of one run: mode, variant, ``extra``, then the command line's ``--set``."""
-        return [*resolve_sets([*self.mode_sets(fig), *(variant.set if variant else []), *extra], fig_dir(fig)),
+        keys = (kind or run_kind(base_path(fig, variant))).path_keys
+        return [*resolve_sets([*self.mode_sets(fig), *(variant.set if variant else []), *extra], fig_dir(fig), keys),
                 *self.extra_sets]
 
-    def nst_config(self, fig: FigureConfig, variant: Variant | None = None, extra: list[str] = (),
-                   loader: Callable = load_config) -> NSTConfig:
-        """The base config with :meth:`sets_for`'s overrides, ``output_dir`` set to
-        ``<out>/runs/<base name>-<run key>``. ``loader``: another schema's loader (doodle's)."""
-        sets, base = self.sets_for(fig, variant, extra), base_path(fig, variant)
-        key = run_key(to_dict(loader(base, sets)))
-        return loader(base, [*sets, f"output_dir={json.dumps(str(self.runs_dir / f'{base.stem}-{key}'))}"])
+    def nst_config(self, fig: FigureConfig, variant: Variant | None = None, extra: list[str] = ()):
+        """The variant's run config (nst or doodle, by its base), ``output_dir`` = ``<out>/runs/<base>-<key>``."""
+        base = base_path(fig, variant)
+        kind = run_kind(base)
+        return point_config(kind, base, self.sets_for(fig, variant, extra, kind), self.runs_dir)[0]
 
-    def weights(self, cfg: NSTConfig):
-        from nst.weights import load_weights
+    def run_many(self, cfgs: list, labels: list[str]) -> list[Path]:
+        """Run configs as one sweep (finished identical runs are reused); their folders, in order."""
+        from nst.sweep.__main__ import Execution, run_points
+        from nst.sweep.runners import Interrupted
 
-        key = (cfg.model.network, cfg.model.weights, cfg.model.download)
-        if key not in self._weights:
-            self._weights[key] = load_weights(*key)
-            info = self._weights[key][1]
-            say(f"network: {info.network} ({info.source})")
-            if info.notice:
-                say(f"notice: {info.notice}")
-        return self._weights[key]
-
-    def reusable(self, cfg: NSTConfig) -> bool:
-        out = Path(cfg.output_dir)
+        kind = "doodle" if hasattr(cfgs[0], "doodle") else "nst"
+        points = [Point(i, {"figure": label}, [], run_key(to_dict(c)), Path(c.output_dir), c)
+                  for i, (c, label) in enumerate(zip(cfgs, labels))]
+        how = self.execution or Execution()
+        how.force = self.force
         try:
-            info = json.loads((out / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return (not self.force and info.get("status") == "finished" and (out / "result.png").is_file()
-                and run_key(info.get("config", {})) == run_key(to_dict(cfg))
-                and all((out / f"iter_{s:04d}.png").is_file() for s in cfg.snapshots))
+            outcomes = run_points(kind, points, how)
+        except Interrupted:
+            raise KeyboardInterrupt from None
+        for p in points:
+            o = outcomes[p.index]
+            if o["status"] != "finished":
+                raise UserError(f"run {p.folder.name} ({labels[p.index]}) {o['status']}: {o['error'] or 'see run.json'}")
+            (self.runs_reused if o["reused"] else self.runs_made).append(str(p.folder))
+            if o["reused"]:
+                say(f"  reuse {p.folder.name} ({labels[p.index]})")
+        self.runs_reused[:] = list(dict.fromkeys(self.runs_reused))
+        return [p.folder for p in points]
 
-    def _reuse(self, cfg, label: str) -> bool:
-        """True (and noted) when a finished identical run already sits in cfg.output_dir."""
-        if not self.reusable(cfg):
-            return False
-        out = str(Path(cfg.output_dir))
-        if out not in self.runs_reused:
-            self.runs_reused.append(out)
-        say(f"  reuse {Path(out).name} ({label})")
-        return True
-
-    def run(self, cfg: NSTConfig, label: str = "") -> Path:
-        """Run ``cfg`` through the engine into its output_dir, or reuse a finished identical run there."""
-        out = Path(cfg.output_dir)
-        if self._reuse(cfg, label):
-            return out
-        from nst.run import execute
-
-        say(f"  run {out.name} ({label}): {cfg.optimizer.iterations} {cfg.optimizer.method} iterations")
-        execute(cfg, self.weights(cfg), progress_every=max(cfg.progress.every, cfg.optimizer.iterations // 5))
-        self.runs_made.append(str(out))
-        return out
-
-    def run_cli(self, module: str, config: Path, sets: list[str], cfg, label: str = "") -> Path:
-        """Run another engine's command line, ``python -m MODULE CONFIG --set ... --output DIR``, where
-        ``cfg`` is what that engine's loader made of ``config`` + ``sets`` (see :meth:`nst_config`)."""
-        out = Path(cfg.output_dir)
-        if self._reuse(cfg, label):
-            return out
-        args = [sys.executable, "-m", module, str(config), *[a for s in sets for a in ("--set", s)],
-                "--output", str(out)]
-        say(f"  run {out.name} ({label}): python -m {module} {config.name} "
-            + " ".join(f"--set {s}" for s in sets) + f" --output {out}")
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-        done = subprocess.run(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-        if done.returncode != 0:
-            tail = "\n".join(done.stdout.strip().splitlines()[-15:])
-            raise UserError(f"{module} failed (exit {done.returncode}) for {label}:\n{tail}")
-        self.runs_made.append(str(out))
-        return out
+    def run(self, cfg, label: str = "") -> Path:
+        """Run one config (nst or doodle) through the sweep runner, or reuse a finished identical run."""
+        return self.run_many([cfg], [label])[0]
 
 
 # ---------------------------------------------------------------- reading runs back
@@ -245,10 +170,9 @@ def run_json(run_dir: Path) -> dict:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
+    from nst.images import read_image
 
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    return read_image(path, "figure image")
 
 
 def losses_at(run_dir: Path, iteration: int) -> dict[str, float]:
@@ -378,7 +302,7 @@ def footer_text(ctx: Context, run_dir: Path, extra: str = "") -> str:
 
 def input_panels(cfg: NSTConfig, inputs: tuple[str, ...]) -> list[Panel]:
     """The images a run started from, as the network saw them (content at the output size)."""
-    from nst.run import load_inputs
+    from nst.inputs import load_inputs
 
     content, styles, _ = load_inputs(cfg)
     panels = {"content": Panel(content, "content"),
@@ -391,9 +315,9 @@ def variants_figure(fig: FigureConfig, ctx: Context, inputs: tuple[str, ...], ke
     """One row: the input images, then the final image of each variant (one run each), titled by label + loss."""
     start = time.time()
     panels, rows, runs = [], [], []
-    for v in fig.variants:
-        cfg = ctx.nst_config(fig, v)
-        run = ctx.run(cfg, f"{fig.name}: {v.label}")
+    cfgs = [ctx.nst_config(fig, v) for v in fig.variants]
+    folders = ctx.run_many(cfgs, [f"{fig.name}: {v.label}" for v in fig.variants])
+    for v, run in zip(fig.variants, folders):
         row = run_row(v.label, run)
         rows.append(row)
         runs.append(str(run))
@@ -428,11 +352,17 @@ def common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of every run, after the figure's settings (e.g. model.network=vgg16)")
     p.add_argument("--force", action="store_true", help="rerun even when an identical finished run exists")
+    p.add_argument("--ray", action="store_true", help="run each figure's runs in parallel on a local Ray")
+    p.add_argument("--address", metavar="ADDR", help="run on a Ray cluster: auto or ray://HOST:PORT (docs/SWEEPS.md)")
+    p.add_argument("--max-parallel", type=int, metavar="N", help="at most N runs at once on Ray")
 
 
 def make_context(args: argparse.Namespace) -> Context:
+    from nst.sweep.__main__ import Execution
+
     out = Path(args.out) if args.out else (FIGURES / "quick" if args.quick else FIGURES)
-    return Context(quick=args.quick, out=out.resolve(), extra_sets=list(args.set), force=args.force)
+    how = Execution(local=not (args.ray or args.address), address=args.address, max_parallel=args.max_parallel)
+    return Context(quick=args.quick, out=out.resolve(), extra_sets=list(args.set), force=args.force, execution=how)
 
 
 def figure_main(build: Build, default_config: str, doc: str) -> None:

@@ -20,9 +20,8 @@ from experiments.common import (Context, FigureConfig, FigureResult, Panel, foot
 def build(fig: FigureConfig, ctx: Context) -> FigureResult:
     start = time.time()
     grid, labels, rows, runs = [], [], [], []
-    for v in fig.variants:
-        cfg = ctx.nst_config(fig, v)
-        run = ctx.run(cfg, f"{fig.name}: {v.label}")
+    cfgs = [ctx.nst_config(fig, v) for v in fig.variants]
+    for v, cfg, run in zip(fig.variants, cfgs, ctx.run_many(cfgs, [f"{fig.name}: {v.label}" for v in fig.variants])):
         runs.append(str(run))
         panels = input_panels(cfg, ("content", "style"))
         for it in sorted(set(cfg.snapshots) | {cfg.optimizer.iterations}):

@@ -2,7 +2,7 @@
 
     python -m experiments.fig_doodle [--quick] [--config configs/fig_doodle.yaml]
 
-One run of the doodle engine through its command line (``python -m doodle.run``) with the figure
+One run of the doodle engine (through the sweep runner, :func:`doodle.run.execute`) with the figure
 config's base doodle config (Monet's painting, its semantic map, and the Coastline doodle painted in
 the same colours). Panels: the painting, its map, the doodle, the result; the run folder's
 ``labels.png`` (the labels found on the maps) is listed in the CSV. Writes <name>.png and <name>.csv.
@@ -13,19 +13,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from experiments.common import (Context, FigureConfig, FigureResult, Panel, base_path, footer_text, image_grid,
+from experiments.common import (Context, FigureConfig, FigureResult, Panel, footer_text, image_grid,
                                 run_row, write_csv)
 
 
 def build(fig: FigureConfig, ctx: Context) -> FigureResult:
-    from doodle.config import load_doodle_config
     from doodle.maps import pair_map_path
 
     start = time.time()
     variant = fig.variants[0] if fig.variants else None
-    sets = ctx.sets_for(fig, variant)
-    cfg = ctx.nst_config(fig, variant, loader=load_doodle_config)
-    run = ctx.run_cli("doodle.run", base_path(fig, variant), sets, cfg, f"{fig.name}: doodle")
+    cfg = ctx.nst_config(fig, variant)  # a doodle config: its base config has a doodle section
+    run = ctx.run(cfg, f"{fig.name}: doodle")
     style_map = Path(cfg.doodle.style_map) if cfg.doodle.style_map else pair_map_path(cfg.style)
     layout = cfg.doodle.target_map or cfg.doodle.content_map or (pair_map_path(cfg.content) if cfg.content else None)
     row = run_row("doodle", run, style=cfg.style, style_map=str(style_map), doodle=str(layout),

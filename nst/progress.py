@@ -20,10 +20,11 @@ class ProgressPrinter:
         width = 20
         filled = int(width * ev.iteration / self.total)
         per_it = ev.seconds / ev.iteration
-        left = per_it * (self.total - ev.iteration)
-        return (f"[{'#' * filled}{'.' * (width - filled)}] {ev.iteration}/{self.total} "
-                f"total {ev.total:.4g} (content {ev.content:.3g}, style {ev.style:.3g}, tv {ev.tv:.3g}) "
-                f"{per_it:.2f} s/it, {left:.0f} s left")
+        left = per_it * (self.total - ev.iteration)  # a rough ETA: coarse scales are cheaper than the last
+        terms = ", ".join(f"{k} {v:.3g}" for k, v in ev.terms.items())
+        scale = f" scale {ev.phase + 1}/{ev.phases} {ev.size[1]}x{ev.size[0]}" if ev.phases > 1 else ""
+        return (f"[{'#' * filled}{'.' * (width - filled)}] {ev.iteration}/{self.total}{scale} "
+                f"total {ev.total:.4g} ({terms}) {per_it:.2f} s/it, {left:.0f} s left")
 
     def __call__(self, ev: Progress) -> None:
         if self.quiet:

@@ -7,16 +7,18 @@ Wires config -> images -> weights -> engine -> output folder. Everything that ca
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-import numpy as np
-
-from nst.cli import run_main, say
+from nst.cli import quiet_tensorflow_import, run_main, say
 from nst.config import NSTConfig, defaults_yaml, load_config, to_dict
-from nst.images import load_image, read_image, resize, target_size
+from nst.determinism import seed_everything
+from nst.errors import UserError
+from nst.events import Control
+from nst.inputs import load_inputs
 from nst.outputs import RunRecorder, prepare_dir, record_run
 from nst.progress import ProgressPrinter
-from nst.weights import load_weights
+from nst.weights import cache_dir, load_weights
 
 
 def parse_args(argv: list[str], prog: str = "python -m nst.run", what: str = "style transfer") -> argparse.Namespace:
@@ -31,63 +33,49 @@ def parse_args(argv: list[str], prog: str = "python -m nst.run", what: str = "st
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
-    return [*args.set, *([f"output_dir={args.output}"] if args.output else [])]
+    # --output "" is passed on (and refused by validation), not ignored
+    return [*args.set, *([f"output_dir={json.dumps(args.output)}"] if args.output is not None else [])]
 
 
-def seed_everything(seed: int) -> None:
-    """Bit-identical reruns on one machine: seeded RNGs and deterministic TF kernels."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-def load_inputs(cfg: NSTConfig) -> tuple[np.ndarray, list[tuple[np.ndarray, float]], np.ndarray | None]:
-    """Content at image.size; each style at style_scale x the content's long side; optional init file."""
-    limit = cfg.image.max_input_pixels
-    content = load_image(cfg.content, cfg.image.size, "content image", limit)
-    long_side = max(1, round(max(content.shape[:2]) * cfg.image.style_scale))
-    styles = []
-    for s in cfg.style:
-        raw = read_image(s.path, "style image", limit)
-        img = resize(raw, target_size(raw.shape[:2], long_side), f"style image {Path(s.path).name}")
-        say(f"style {Path(s.path).name}: {raw.shape[1]}x{raw.shape[0]} -> {img.shape[1]}x{img.shape[0]}, "
-            f"weight {s.weight:g}")
-        styles.append((img, s.weight))
-    init = None
-    if cfg.init.method == "file":
-        init = resize(read_image(cfg.init.path, "init image", limit), (content.shape[1], content.shape[0]),
-                      "init image")
-    return content, styles, init
-
-
-def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = None) -> dict:
+def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = None,
+            control: Control | None = None) -> dict:
     """One run from a validated config into its output folder; returns run.json's record.
 
-    ``loaded_weights`` = (weights, WeightsInfo) lets a caller running many configs (the figure
-    scripts) load the network once.
+    ``loaded_weights`` = (weights, WeightsInfo) lets a caller running many configs (figure scripts, sweeps)
+    load the network once. ``control`` adds the caller's subscribers and lets it cancel (studio, sweeps);
+    a cancelled run returns its record with status ``cancelled``.
     """
     late = [s for s in cfg.snapshots if s > cfg.optimizer.iterations]
     if late:
         say(f"notice: snapshots {late} lie past optimizer.iterations ({cfg.optimizer.iterations}); not written")
     content, styles, init = load_inputs(cfg)  # image errors come before TensorFlow's slow import
 
-    from nst.transfer import layer_weights, make_extractor, stylize
+    with quiet_tensorflow_import():
+        from nst.transfer import layer_weights, make_extractors, scale_plan, stylize
 
     weights, info = loaded_weights or load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
     layer_weights(cfg, info.network)  # unknown layers fail here, before the output folder is touched
+    plan = scale_plan(cfg, content.shape[:2])
     say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
     if info.notice:
         say(f"notice: {info.notice}")
     out = prepare_dir(Path(cfg.output_dir))
-    say(f"content {Path(cfg.content).name}: {content.shape[1]}x{content.shape[0]}; output -> {out}")
+    scales = " -> ".join(f"{s.hw[1]}x{s.hw[0]} ({s.iterations} it)" for s in plan)
+    say(f"content {Path(cfg.content).name}: {content.shape[1]}x{content.shape[0]}; scales {scales}; output -> {out}")
     seed_everything(cfg.seed)
-    extractor = make_extractor(cfg, weights, info.network)
+    extractors = make_extractors(cfg, weights, info.network)
 
     printer = ProgressPrinter(cfg.optimizer.iterations, progress_every or cfg.progress.every, cfg.progress.quiet)
     recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
-    return record_run(recorder, printer, lambda: stylize(content, styles, cfg, extractor, recorder, init))
+    control = control or Control()
+    control.subscribers.insert(0, recorder)
+
+    def work():
+        result = stylize(content, styles, cfg, extractors, control, init, log=say, cache_dir=cache_dir())
+        recorder.extra.update(result.info)
+        return result.image, result.stop
+
+    return record_run(recorder, printer, work)
 
 
 def main(argv: list[str]) -> int:
@@ -96,7 +84,7 @@ def main(argv: list[str]) -> int:
         print(defaults_yaml(NSTConfig), end="")
         return 0
     if not args.config:
-        raise SystemExit("usage: python -m nst.run CONFIG [--set key=value ...] [--output DIR]")
+        raise UserError("no CONFIG given; usage: python -m nst.run CONFIG [--set key=value ...] [--output DIR]")
     cfg = load_config(args.config, overrides(args))
     if args.print_config:
         import yaml

@@ -31,7 +31,7 @@ HEADER = "iteration,content,style,tv,total,seconds"
 
 def read_losses(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: (v if k == "size" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def edge_map(img: np.ndarray, sigma: float = 1.5) -> np.ndarray:
@@ -87,7 +87,8 @@ def test_result_png_embeds_the_resolved_config(quick_run):
 def test_losses_csv(quick_run):
     _, out = quick_run
     lines = (out / "losses.csv").read_text().splitlines()
-    assert lines[0] == HEADER
+    assert lines[0] == HEADER + ",phase,size"  # the fixed columns first; then the scale each row belongs to
+    assert all(line.endswith(",0,96x72") for line in lines[1:])
     rows = read_losses(out / "losses.csv")
     assert [int(r["iteration"]) for r in rows] == list(range(1, 31))
     for r in rows:
@@ -181,7 +182,7 @@ def test_ctrl_c_keeps_snapshots_and_log(sig, tmp_path, repo, make_config):
     assert (out / "iter_0002.png").exists()
     assert not (out / "result.png").exists()
     lines = (out / "losses.csv").read_text().splitlines()
-    assert lines[0] == HEADER and len(lines) >= 3  # header + at least iterations 1 and 2
+    assert lines[0].startswith(HEADER + ",") and len(lines) >= 3  # header + at least iterations 1 and 2
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "interrupted"
     assert 2 <= run["iterations_done"] < 2000

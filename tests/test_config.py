@@ -89,7 +89,8 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 
 # Configs of other schemas live in configs/ too; each is loaded with its owner's loader (a top-level key says which).
 OTHER_SCHEMAS = {"figure": ("experiments.common", "load_figure_config"),
-                 "doodle": ("doodle.config", "load_doodle_config")}
+                 "doodle": ("doodle.config", "load_doodle_config"),
+                 "base": ("nst.sweep.spec", "load_sweep")}  # a sweep file (figure configs have `figure` first)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -266,7 +267,8 @@ def test_wrong_type_names_the_key(tmp_path, text, key):
     ("optimizer.method=lbgfs", "optimizer.method", "did you mean 'lbfgs'"),
     ("init.method=nosie", "init.method", "did you mean 'noise'"),
     ("color.preserve=lum", "color.preserve", ""),
-    ("precision=float16", "precision", ""),
+    ("precision=float64", "precision", ""),
+    ("optimizer.xla=maybe", "optimizer.xla", ""),
     ("loss.content_form=papers", "loss.content_form", "did you mean 'paper'"),
 ])
 def test_choices_are_validated(tmp_path, setting, key, hint):

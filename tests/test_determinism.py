@@ -1,7 +1,7 @@
 """Same seed, same image, bit for bit; another seed, another image (the seed enters through the init).
 
 In-process runs of the engine (nst.transfer.stylize, real VGG16, 64 px, 5 iterations) seeded the way the CLI
-seeds (nst.run.seed_everything), plus one pair of CLI runs in two separate processes.
+seeds (nst.determinism.seed_everything), plus one pair of CLI runs in two separate processes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from PIL import Image
 
 from nst.config import load_config
 from nst.images import load_image
-from nst.run import seed_everything
+from nst.determinism import seed_everything
 from nst.transfer import initial_image, make_extractor, stylize
 
 
@@ -30,7 +30,7 @@ def engine_run(weights, inputs, content_path, style_path, seed: int, *settings: 
     extractor = make_extractor(cfg, weights, "vgg16")  # fresh, as in a new run
     events = []
     content, style = inputs
-    image, _ = stylize(content, [(style, 1.0)], cfg, extractor, events.append)
+    image = stylize(content, [(style, 1.0)], cfg, extractor, events.append).image
     return image, [(e.content, e.style, e.tv, e.total) for e in events]
 
 

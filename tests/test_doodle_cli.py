@@ -119,7 +119,12 @@ def test_run_writes_the_output_contract_and_resizes_a_scaled_map(tmp_path, run_c
         assert (out / name).is_file(), name
     with open(out / "losses.csv", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["iteration", "content", "style", "tv", "total", "seconds"] and len(rows) >= 2
+    # the fixed columns, then the patch method's own terms (open term set), then the scale of each row
+    assert rows[0] == ["iteration", "content", "style", "tv", "total", "seconds", "style.mrf", "style.gram", "phase",
+                       "size"] and len(rows) >= 2
+    for r in rows[1:]:
+        assert float(r[2]) == pytest.approx(float(r[6]) + float(r[7]), rel=1e-4)  # style = mrf + gram
+        assert float(r[6]) > 0 and float(r[7]) > 0
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "finished" and info["method"] == "patch"
     assert info["labels"]["palette"][:2] == ["#ffffff", "#ff331f"]

@@ -71,7 +71,7 @@ def weights():
 
 @pytest.fixture(scope="module", params=list(RUNS))
 def painted(request, weights):
-    from nst.run import seed_everything
+    from nst.determinism import seed_everything
 
     method = request.param
     cfg = load_doodle_config(CONFIGS / "doodle_coastline.yaml", [f"image.size={SIZE}", *RUNS[method]])
@@ -80,7 +80,8 @@ def painted(request, weights):
     seed_everything(cfg.seed)
     extractor = make_extractor(cfg, w, info.network, has_content=False)
     events = []
-    image, stop = paint(inputs.scene, cfg, extractor, events.append)
+    res = paint(inputs.scene, cfg, extractor, events.append)
+    image, stop = res.image, res.stop
     return method, cfg, inputs, image, events
 
 
@@ -123,11 +124,11 @@ def test_progress_is_numbered_across_phases(painted):
 def test_phase_plan_halves_sizes_and_splits_iterations():
     cfg = load_doodle_config(None, ["style=a.jpg", "optimizer.iterations=140"])
     plan = phase_plan(cfg, (384, 512), "vgg16")
-    assert plan == [((96, 128), 97), ((192, 256), 32), ((384, 512), 11)]
+    assert [(s.hw, s.iterations) for s in plan] == [((96, 128), 97), ((192, 256), 32), ((384, 512), 11)]
     even = load_doodle_config(None, ["style=a.jpg", "optimizer.iterations=10", "doodle.phase_iteration_ratio=1"])
-    assert [n for _, n in phase_plan(even, (384, 512), "vgg16")] == [4, 3, 3]
+    assert [s.iterations for s in phase_plan(even, (384, 512), "vgg16")] == [4, 3, 3]
     tiny = load_doodle_config(None, ["style=a.jpg", "optimizer.iterations=3"])
-    assert sum(n for _, n in phase_plan(tiny, (384, 512), "vgg16")) == 3
+    assert sum(s.iterations for s in phase_plan(tiny, (384, 512), "vgg16")) == 3
 
 
 def test_phase_plan_refuses_phases_too_small_for_the_network():
@@ -145,5 +146,5 @@ def test_without_maps_it_paints_a_texture(weights):
     scene = Scene.without_maps(style, (40, 56))
     assert scene.style_masks.shape[-1] == 1 == scene.target_masks.shape[-1]
     events = []
-    image, _ = paint(scene, cfg, make_extractor(cfg, w, info.network, False), events.append)
+    image = paint(scene, cfg, make_extractor(cfg, w, info.network, False), events.append).image
     assert image.shape == (40, 56, 3) and len(events) >= 1 and events[-1].style < events[0].style

@@ -22,9 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # experiments/ is not an installed package: import it from the checkout
     sys.path.insert(0, str(REPO))
 
-from experiments.common import Context, load_figure_config, resolve_sets, run_key  # noqa: E402
+from experiments.common import Context, load_figure_config  # noqa: E402
 from experiments.make_figures import figure_configs  # noqa: E402
 from nst.errors import UserError  # noqa: E402
+from nst.sweep.spec import resolve_sets, run_key  # noqa: E402
 FIGURES = {  # output name -> figure kind
     "fig3_1_loss_curves": "loss_curves",
     "fig3_2_comparison": "comparison",

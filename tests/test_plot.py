@@ -102,3 +102,17 @@ def test_flattening_point_of_a_power_law_scales_with_window_over_threshold():
     assert 900 <= flat <= 1000 * 0.96
     flat = flattening_point(it, it ** -0.2, window=50, threshold=0.05)
     assert 150 <= flat <= 210
+
+
+def test_plot_runs_with_different_term_sets(tmp_path):
+    """An nst run (content/style/tv) and a doodle run (style.mrf, style.gram) on shared axes: each where it has data."""
+    from nst.plot import plot_runs
+
+    a, b = tmp_path / "nst", tmp_path / "doodle"
+    a.mkdir(), b.mkdir()
+    (a / "losses.csv").write_text("iteration,content,style,tv,total,seconds,phase,size\n"
+                                  "1,2,3,0,5,0.1,0,64x48\n2,1,2,0,3,0.2,0,64x48\n")
+    (b / "losses.csv").write_text("iteration,content,style,tv,total,seconds,style.mrf,style.gram,phase,size\n"
+                                  "1,0,3,1,4,0.1,2,1,0,64x48\n2,0,2,1,3,0.2,1.5,0.5,0,64x48\n")
+    out = plot_runs([a, b], tmp_path / "cmp.png")
+    assert out.stat().st_size > 1000

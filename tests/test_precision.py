@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from nst.config import load_config
-from nst.optimize import value_and_grad
+from nst.objective import value_and_grad
 from nst.transfer import compute_targets, make_extractor, make_objective
 
 

@@ -1,0 +1,34 @@
+"""A style-transfer run's inputs from disk: the content photo, the style images, an optional init image.
+
+Sizes follow the config: the content at ``image.size``; each style at ``image.style_scale`` x the content's
+long side; an init image at the content's size. Every refusal is a :class:`nst.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nst.cli import say
+from nst.config import NSTConfig
+from nst.images import load_image, read_image, resize, target_size
+
+
+def load_inputs(cfg: NSTConfig, log=say) -> tuple[np.ndarray, list[tuple[np.ndarray, float]], np.ndarray | None]:
+    """(content, [(style, weight)], init image or None), float32 RGB 0..255."""
+    limit = cfg.image.max_input_pixels
+    content = load_image(cfg.content, cfg.image.size, "content image", limit)
+    long_side = max(1, round(max(content.shape[:2]) * cfg.image.style_scale))
+    styles = []
+    for s in cfg.style:
+        raw = read_image(s.path, "style image", limit)
+        img = resize(raw, target_size(raw.shape[:2], long_side), f"style image {Path(s.path).name}")
+        log(f"style {Path(s.path).name}: {raw.shape[1]}x{raw.shape[0]} -> {img.shape[1]}x{img.shape[0]}, "
+            f"weight {s.weight:g}")
+        styles.append((img, s.weight))
+    init = None
+    if cfg.init.method == "file":
+        init = resize(read_image(cfg.init.path, "init image", limit), (content.shape[1], content.shape[0]),
+                      "init image")
+    return content, styles, init

@@ -1,0 +1,130 @@
+"""``python -m nst.sweep SWEEP.yaml [--set k=v] [--address auto|ray://HOST:PORT] [--local] [--max-parallel N]
+[--rerun-failed]``: run every point of a sweep file, then write ``sweep.csv`` and the contact sheet.
+
+:func:`run_points` (resume, then the runner, then one outcome per point) also serves the figure scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nst.cli import run_main, say
+from nst.errors import UserError
+from nst.sweep.point import outcome, previous
+from nst.sweep.report import contact_sheet, rows, score, write_csv
+from nst.sweep.runners import Interrupted, run_local, run_ray
+from nst.sweep.spec import Point, Resources, SweepFile, expand, load_sweep, sweep_dir, varying_keys
+
+
+@dataclass
+class Execution:
+    """How to run points: in this process, or on Ray (a local one by default, or ``address``)."""
+    local: bool = True
+    address: str | None = None
+    max_parallel: int | None = None
+    resources: Resources = field(default_factory=Resources)
+    rerun_failed: bool = False
+    force: bool = False  # rerun finished points too
+
+
+def run_points(kind: str, points: list[Point], how: Execution) -> dict[int, dict]:
+    """Run the points that need it; return every point's outcome by index (resumed ones marked ``reused``).
+
+    Raises :class:`nst.sweep.runners.Interrupted` (after recording) on Ctrl-C; its ``args[0]`` is the dict.
+    """
+    outcomes: dict[int, dict] = {}
+    todo = []
+    for p in points:
+        if p.error:
+            outcomes[p.index] = outcome(p.index, p.key, None, "failed", error=p.error)
+            continue
+        old = None if how.force else previous(p)
+        if old and not (old["status"] == "failed" and how.rerun_failed):
+            outcomes[p.index] = old
+        else:
+            todo.append(p)
+    kept = sum(o.get("reused", False) for o in outcomes.values())
+    if kept:
+        say(f"{kept} point(s) already done (resumed: finished or failed; --rerun-failed reruns failed ones)")
+    if not todo:
+        return outcomes
+
+    def on_result(result: dict) -> None:
+        outcomes[result["index"]] = result
+
+    try:
+        if how.local:
+            run_local(kind, todo, on_result)
+        else:
+            run_ray(kind, todo, on_result, how.resources, how.address, how.max_parallel)
+    except Interrupted:
+        raise Interrupted(outcomes) from None
+    return outcomes
+
+
+def report(sweep: SweepFile, points: list[Point], outcomes: dict[int, dict]) -> tuple[Path, Path]:
+    out = sweep_dir(sweep)
+    varying = varying_keys(points)
+    scores = score(points, outcomes, sweep.score, sweep.set) if sweep.score else {}
+    table = write_csv(rows(points, outcomes, varying, scores), out / "sweep.csv")
+    title = f"{Path(sweep.path).name}: {len(points)} points" + (f" over {', '.join(varying)}" if varying else "")
+    sheet = contact_sheet(points, outcomes, varying, out / "contact_sheet.png", title, sweep.thumbnail)
+    return table, sheet
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m nst.sweep", description="Run a parameter sweep from a sweep file.")
+    p.add_argument("sweep", help="sweep file (YAML; see docs/SWEEPS.md)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run-config key of every point, e.g. --set image.size=64")
+    p.add_argument("--output", metavar="DIR", help="sweep folder (overrides the sweep file's output_dir)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="Ray cluster: auto (the one `ray start` made here) or ray://HOST:PORT; default: a local Ray")
+    p.add_argument("--local", action="store_true", help="no Ray: run the points one after another in this process")
+    p.add_argument("--max-parallel", type=int, metavar="N", help="at most N points at once (Ray)")
+    p.add_argument("--rerun-failed", action="store_true", help="run failed points again (finished ones are kept)")
+    p.add_argument("--list", action="store_true", help="print the points and their folders, run nothing")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise UserError(f"--max-parallel must be at least 1, got {args.max_parallel}")
+    if args.local and args.address:
+        raise UserError("--local and --address exclude each other")
+    sweep = load_sweep(args.sweep, args.set)
+    if args.output:
+        import dataclasses
+
+        sweep = dataclasses.replace(sweep, output_dir=str(Path(args.output).resolve()))
+    kind, points = expand(sweep)
+    say(f"sweep {Path(sweep.path).name}: {len(points)} {kind.name} points over "
+        f"{', '.join(varying_keys(points)) or '(nothing varies)'} -> {sweep_dir(sweep)}")
+    if args.list:
+        for p in points:
+            print(f"{p.index}\t{p.folder or '-'}\t{p.label}\t{p.error}")
+        return 0
+    sweep_dir(sweep).mkdir(parents=True, exist_ok=True)
+    how = Execution(local=args.local, address=args.address, max_parallel=args.max_parallel,
+                    resources=sweep.resources, rerun_failed=args.rerun_failed)
+    start = time.time()
+    try:
+        outcomes = run_points(kind.name, points, how)
+    except Interrupted as exc:
+        report(sweep, points, exc.args[0])
+        say(f"interrupted: running points stopped and recorded; {sweep_dir(sweep) / 'sweep.csv'} written; "
+            f"run the sweep again to resume")
+        return 130
+    table, sheet = report(sweep, points, outcomes)
+    failed = sum(o["status"] != "finished" for o in outcomes.values())
+    say(f"sweep done in {time.time() - start:.0f} s: {len(points) - failed} finished, {failed} failed -> "
+        f"{table}, {sheet}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))

@@ -1,0 +1,90 @@
+"""``python -m studio [--port N] [--host H --token T] [--folder DIR]``: start the studio's local server.
+
+Loopback only by default; any other interface needs a token (the page is a remote control for the machine's
+compute and files). Ctrl-C (or kill) cancels the running job, which records its folder as the CLI would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import secrets
+
+from nst.cli import run_main, say
+from nst.errors import UserError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m studio", description="The style-transfer and doodle studio.")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default loopback; others need --token)")
+    p.add_argument("--token", help="access token, required with a non-loopback --host ('random' makes one)")
+    p.add_argument("--folder", default="runs/studio", help="the studio folder: uploads/ and runs/ (default runs/studio)")
+    return p.parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return host in LOOPBACK or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in 0..65535, got {args.port}")
+    token = secrets.token_urlsafe(16) if args.token == "random" else args.token
+    if not is_loopback(args.host) and not token:
+        raise UserError(f"--host {args.host} opens the studio to other machines: give --token T (or --token random)")
+    try:
+        import uvicorn
+
+        from studio.app import create_app
+    except ImportError as exc:
+        raise UserError(f"the studio needs its extra: pip install -e \".[studio]\" ({exc.name} is missing)") from None
+
+    app = create_app(args.folder, token)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    server = _Server(config, app.state.studio.manager)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    say(f"studio: folder {app.state.studio.folders.root}")
+    server.announce = lambda port: say(f"studio: open http://{shown}:{port}/" + (f"?token={token}" if token else ""))
+    server.run()
+    return 0
+
+
+try:
+    import uvicorn as _uvicorn
+
+    class _Server(_uvicorn.Server):
+        """uvicorn's server that, on Ctrl-C, first ends the live event streams and cancels the run."""
+
+        def __init__(self, config, manager):
+            super().__init__(config)
+            self.manager, self.announce = manager, None
+
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if self.announce and self.servers:
+                self.announce(self.servers[0].sockets[0].getsockname()[1])
+
+        def handle_exit(self, sig, frame):
+            with self.manager.lock:
+                self.manager.stopping = True  # event streams end, so the graceful shutdown does not wait on them
+                if self.manager.current:
+                    self.manager.current.control.cancel()
+                self.manager.lock.notify_all()
+            super().handle_exit(sig, frame)
+except ImportError:  # the extra is missing: main() says so
+    _Server = None
+
+
+def cli() -> int:
+    return run_main(main)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

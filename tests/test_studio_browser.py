@@ -1,0 +1,214 @@
+"""The studio end to end in a real headless browser: Debian's chromium driven by Playwright's Python package.
+
+One server (uvicorn in a thread, a temporary studio folder) serves every test here. The tests load the page;
+run a 64 px style transfer and watch the preview update and the result appear; save its settings as YAML and
+re-run them with ``python -m nst.run`` for bit-identical pixels; paint a two-colour doodle, run it and check
+that the result's regions follow the paint; cancel a run while a second browser watches it. Screenshots go to
+``out/studio_screenshots/`` (git-ignored). Skipped, saying why, only when chromium or playwright is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright's Python package is missing (the studio extra)")
+uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is missing (the studio extra)")
+
+from studio.app import create_app  # noqa: E402
+
+pytestmark = pytest.mark.slow
+SHOTS = Path(__file__).resolve().parents[1] / "out" / "studio_screenshots"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("studio")
+    app = create_app(folder)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                        timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    end = time.time() + 20
+    while not srv.started and time.time() < end:
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}/", "folder": folder, "app": app}
+    srv.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    ctx = browser.new_context(viewport={"width": 1300, "height": 1000}, accept_downloads=True)
+    pg = ctx.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(server["url"])
+    pg.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    yield pg
+    ctx.close()
+    assert not errors, errors
+
+
+def shot(pg, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def set_field(pg, panel, key, value):
+    sel = f"#field-{panel}-panel-{key.replace('.', '-')}"
+    if isinstance(value, int) and pg.eval_on_selector(sel, "e => e.tagName") == "SELECT":
+        pg.eval_on_selector(sel, f"(e) => {{ e.selectedIndex = {value}; e.dispatchEvent(new Event('change')); }}")
+    else:
+        pg.fill(sel, str(value))
+
+
+def choose(pg, panel, key, label):
+    pg.select_option(f"#field-{panel}-panel-{key.replace('.', '-')}", label=label)
+
+
+def fast(pg, panel, iterations, **more):
+    set_field(pg, panel, "image.size", 64)
+    choose(pg, panel, "precision", "float32")
+    choose(pg, panel, "optimizer.xla", "false")
+    set_field(pg, panel, "optimizer.iterations", iterations)
+    for k, v in more.items():
+        set_field(pg, panel, k.replace("__", "."), v)
+
+
+def finished_run(pg, timeout=180_000) -> str:
+    pg.wait_for_function("document.querySelector('#preview').dataset.final !== undefined", timeout=timeout)
+    return pg.eval_on_selector("#download-zip", "a => a.getAttribute('href').split('/')[3]")
+
+
+def test_style_transfer_live_preview_result_and_cli_rerun(page, server, tmp_path, run_cli):
+    pg = page
+    assert pg.title() == "nst studio"
+    assert pg.input_value("#nst-content select") .endswith("tubingen.jpg")
+    fast(pg, "nst", 16, snapshots="[8]")
+    pg.click("#nst-start")
+    pg.wait_for_function("Number(document.querySelector('#preview').dataset.version || 0) >= 1", timeout=120_000)
+    versions = {pg.get_attribute("#preview", "data-version")}
+    shot(pg, "nst_running")
+    run_id = finished_run(pg)
+    versions.add(pg.get_attribute("#preview", "data-version"))
+    assert len(versions) >= 2, f"the preview never changed: {versions}"
+    assert pg.eval_on_selector("#preview", "i => i.dataset.final") == "result"
+    assert pg.is_visible("#download-result") and pg.locator("#snapshots figure").count() == 2  # iter_0008, result
+    pg.wait_for_function("document.querySelector('#preview').naturalWidth > 0")
+    assert pg.eval_on_selector("#preview", "i => Math.max(i.naturalWidth, i.naturalHeight)") == 64
+    shot(pg, "nst_finished")
+    # save the same settings as YAML from the page; the CLI gives the same pixels
+    with pg.expect_download() as dl:
+        pg.click("#nst-save")
+    saved = tmp_path / "saved.yaml"
+    dl.value.save_as(saved)
+    res = run_cli([saved, "--output", tmp_path / "cli"])
+    assert res.rc == 0, res.err
+    studio_png = np.asarray(Image.open(server["folder"] / "runs" / run_id / "result.png"))
+    cli_png = np.asarray(Image.open(tmp_path / "cli" / "result.png"))
+    assert studio_png.shape == cli_png.shape and np.array_equal(studio_png, cli_png)
+
+
+def region_means(img: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    return np.array([img[labels == i].mean(axis=0) for i in range(k)])
+
+
+def test_doodle_painted_with_two_colours_follows_the_paint(page, server, data_dir):
+    pg = page
+    pg.click("#tab-doodle")
+    pg.wait_for_selector("#swatch-2")
+    pg.fill("#doodle-canvas-size", "64")
+    pg.click("#doodle-resize")
+    # sky (label 0, white) everywhere, then sea (label 2, blue) painted over the lower half
+    pg.click("#swatch-0"); pg.click("#tool-fill")
+    box = pg.locator("#doodle-canvas").bounding_box()
+    pg.mouse.click(box["x"] + 5, box["y"] + 5)
+    pg.click("#swatch-2"); pg.click("#tool-brush")
+    pg.fill("#brush-size", "16")
+    pg.dispatch_event("#brush-size", "input")
+    for frac in (0.6, 0.72, 0.84, 0.96):
+        y = box["y"] + box["height"] * frac
+        pg.mouse.move(box["x"] + 1, y)
+        pg.mouse.down()
+        pg.mouse.move(box["x"] + box["width"] - 1, y, steps=12)
+        pg.mouse.up()
+    shot(pg, "doodle_painted")
+    fast(pg, "doodle", 24, doodle__phases=2)
+    pg.click("#doodle-start")
+    run_id = finished_run(pg, timeout=240_000)
+    pg.wait_for_function("document.querySelector('#preview').naturalWidth > 0")
+    shot(pg, "doodle_finished")
+    assert pg.eval_on_selector("#preview", "i => i.dataset.final") == "result"
+
+    folder = server["folder"] / "runs" / run_id
+    cfg = json.loads((folder / "run.json").read_text())["config"]
+    painted = np.asarray(Image.open(cfg["doodle"]["target_map"]).convert("RGB"))
+    colours = {tuple(c) for c in painted.reshape(-1, 3)}
+    assert colours == {(255, 255, 255), (0, 0, 255)}, f"the painter left colours outside the palette: {colours}"
+    result = np.asarray(Image.open(folder / "result.png").convert("RGB"), dtype=np.float64)
+    lab = np.asarray(Image.fromarray((painted[..., 2] > 0) & (painted[..., 0] == 0)).resize(
+        result.shape[1::-1], Image.NEAREST)).astype(int)  # 1 = sea (blue), 0 = sky (white)
+    assert 0.2 < lab.mean() < 0.8
+    style = np.asarray(Image.open(data_dir / "doodle" / "Monet.jpg").convert("RGB"), dtype=np.float64)
+    sem = np.asarray(Image.open(data_dir / "doodle" / "Monet_sem.png").convert("RGB"))
+    style_lab = np.full(sem.shape[:2], -1)
+    style_lab[(sem == (255, 255, 255)).all(-1)] = 0
+    style_lab[(sem == (0, 0, 255)).all(-1)] = 1
+    want = np.array([style[style_lab == i].mean(axis=0) for i in range(2)])
+    got = region_means(result, lab, 2)
+    for i in range(2):
+        near, far = np.linalg.norm(got[i] - want[i]), np.linalg.norm(got[i] - want[1 - i])
+        assert near < far, f"region {i}: mean {got[i]} is closer to the other style region {want[1 - i]}"
+
+
+def test_cancel_while_a_second_browser_watches(page, browser, server):
+    pg = page
+    fast(pg, "nst", 400)
+    pg.click("#nst-start")
+    pg.wait_for_function("/iteration ([2-9]|\\d\\d+)\\//.test(document.querySelector('#live-status').textContent)",
+                         timeout=120_000)
+    other = browser.new_page()
+    other.goto(server["url"])
+    other.wait_for_function("/running/.test(document.querySelector('#live-status').textContent)", timeout=30_000)
+    pg.click("#cancel")
+    finished_run(pg, timeout=60_000)
+    assert "cancelled" in pg.text_content("#live-status")
+    other.wait_for_function("/cancelled/.test(document.querySelector('#live-status').textContent)", timeout=30_000)
+    shot(pg, "nst_cancelled")
+    run_id = pg.eval_on_selector("#download-zip", "a => a.getAttribute('href').split('/')[3]")
+    folder = server["folder"] / "runs" / run_id
+    assert json.loads((folder / "run.json").read_text())["status"] == "cancelled"
+    assert not (folder / "result.png").exists()
+    # the runs tab lists all three, with their status; compare draws the curves
+    pg.click("#tab-runs")
+    pg.wait_for_selector("#runs-table tbody tr")
+    assert pg.locator("#runs-table tbody tr").count() >= 1
+    pg.locator(".run-pick").first.check()
+    pg.click("#runs-compare")
+    pg.wait_for_function("document.querySelector('#compare-img').naturalWidth > 0", timeout=30_000)
+    shot(pg, "runs")
+    other.close()
