@@ -24,11 +24,11 @@ def textured(shape_hw, colour, kind: str, rng) -> np.ndarray:
     h, w = shape_hw
     yy, xx = np.mgrid[0:h, 0:w]
     if kind == "stripes":
-        tex = 25 * np.sin(xx * 1.3)
+        tex = 8 * np.sin(xx * 1.3)
     elif kind == "dots":
-        tex = 30 * ((yy % 6 < 2) & (xx % 6 < 2))
+        tex = 10 * ((yy % 6 < 2) & (xx % 6 < 2))
     else:
-        tex = rng.normal(0, 8, (h, w))
+        tex = rng.normal(0, 5, (h, w))
     return np.clip(np.asarray(colour, float) + tex[..., None], 0, 255)
 
 
