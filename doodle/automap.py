@@ -56,6 +56,7 @@ class AutoMapOptions:
     layers: tuple[str, ...] = ("conv2_2", "conv3_3", "conv4_3")
     pca_dims: int = 8  # per layer
     feature_weight: float = 1.0  # each layer's share of the descriptor (unit total variance x weight)
+    layer_weights: tuple[float, ...] = ()  # per layer of ``layers``, times feature_weight (empty: all 1)
     colour_weight: float = 1.0  # CIELAB
     position_weight: float = 0.5  # (x, y)
     l2_normalise: bool = False  # divide each pixel's features by their norm before PCA (cosine-like)
@@ -63,6 +64,13 @@ class AutoMapOptions:
     ward_size: int = 64
     blur: float = 0.0  # Gaussian sigma (px at the working size) over the feature and colour fields: local statistics
     sample: int = 6000  # pixels k-means and the silhouette are fitted on
+    overseg: int = 0  # > k: k-means to this many sub-clusters, then merged to k (``merge``); 0 = plain k-means
+    overseg_extra: int = 0  # or k + this many sub-clusters, whichever is more
+    merge: str = "average"  # average | single | ward | spectral: how sub-clusters are merged
+    merge_boundary: float = 0.0  # a shared boundary lowers the merge cost: cost / (1 + this x shared share)
+    merge_position: bool = False  # count (x, y) in the merge distance (it always counts in the assignment)
+    thin_radius: int = 0  # px at the working size: a sub-cluster mostly erased by an opening this wide is a
+    thin_keep: float = 0.3  # strip or an outline (opening keeps < thin_keep of it) and is dropped before merging
     k_range: tuple[int, int] = (3, 6)  # automatic label count: the best silhouette in this range (inclusive)
     refine_iters: int = 5  # mean-field iterations at the working size (0 = plain k-means labels)
     refine_weight: float = 4.0  # Potts message weight
@@ -180,7 +188,8 @@ def pixel_descriptors(image_small: np.ndarray, feats: dict[str, np.ndarray], opt
 
     h, w = image_small.shape[:2]
     groups = []
-    for layer in opts.layers:
+    layer_weights = opts.layer_weights or (1.0,) * len(opts.layers)
+    for layer, layer_weight in zip(opts.layers, layer_weights):
         f = feats[layer]
         flat = f.reshape(-1, f.shape[-1]).astype(np.float64)  # (h'*w', C)
         flat = flat[:, flat.std(axis=0) > 0]  # dead ReLU channels carry nothing
@@ -190,7 +199,7 @@ def pixel_descriptors(image_small: np.ndarray, feats: dict[str, np.ndarray], opt
         if dims == 0:
             continue
         red = PCA(dims, random_state=seed).fit_transform(flat).reshape(f.shape[0], f.shape[1], dims)
-        groups.append((_resize_float(red, (h, w)), opts.feature_weight))
+        groups.append((_resize_float(red, (h, w)), opts.feature_weight * layer_weight))
     groups.append((rgb_to_lab(image_small), opts.colour_weight))
     if opts.blur > 0:  # local means of the responses: texture statistics rather than single pixels
         groups = [(ndimage.gaussian_filter(g, (opts.blur, opts.blur, 0), mode="reflect"), wt) for g, wt in groups]
@@ -231,11 +240,111 @@ def _centres(desc: np.ndarray, sample: np.ndarray, k: int, seed: int, opts: Auto
     return np.stack([flat[lab == i].mean(0) for i in range(k)])
 
 
-def _unary(desc: np.ndarray, sample: np.ndarray, k: int, seed: int, opts: AutoMapOptions) -> np.ndarray:
-    """(H, W, k) label costs of every pixel: squared distance to the centres / 2T (T: the median nearest)."""
+def _sq_dist(desc: np.ndarray, centres: np.ndarray) -> np.ndarray:
     flat = desc.reshape(-1, desc.shape[-1])
-    centres = _centres(desc, sample, k, seed, opts)
-    d2 = ((flat[:, None, :] - centres[None]) ** 2).sum(-1).reshape(desc.shape[:2] + (k,))
+    return ((flat[:, None, :] - centres[None]) ** 2).sum(-1).reshape(desc.shape[:2] + (len(centres),))
+
+
+def _disk(r: int) -> np.ndarray:
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return yy ** 2 + xx ** 2 <= r * r
+
+
+def drop_thin(d2: np.ndarray, k: int, radius: int, keep: float) -> np.ndarray:
+    """Indices of the sub-clusters (columns of ``d2``) that are not thin, at least ``k`` of them.
+
+    Thin: an opening with a disk of ``radius`` (the image outside counts as background, so a strip
+    along the border is thin too) keeps under ``keep`` of its pixels: outlines and border strips,
+    which the hand maps give to the region beside them. The thinnest go first.
+    """
+    lab = np.argmin(d2, axis=-1)
+    kept_share = np.ones(d2.shape[-1])
+    for i in range(d2.shape[-1]):
+        mask = lab == i
+        if mask.any():
+            kept_share[i] = ndimage.binary_opening(mask, _disk(radius)).sum() / mask.sum()
+    order = np.argsort(kept_share)
+    drop = [i for i in order if kept_share[i] < keep][: max(0, d2.shape[-1] - k)]
+    return np.array(sorted(set(range(d2.shape[-1])) - set(drop)))
+
+
+def merge_tree(desc: np.ndarray, lab: np.ndarray, n: int, opts: AutoMapOptions, seed: int) -> list[list[list[int]]]:
+    """Greedy merging of ``n`` sub-clusters (``lab`` (H, W) in [0, n)): the groups at n, n-1, ..., 1.
+
+    Distances between sub-clusters are those of their mean descriptors (position left out unless
+    ``merge_position``); a pair of groups costs their ``merge`` linkage divided by
+    1 + merge_boundary x (shared 4-neighbour boundary / the smaller group's boundary).
+    """
+    flat = desc.reshape(-1, desc.shape[-1])
+    if not opts.merge_position:
+        flat = flat[:, :-2]  # position is the last group (pixel_descriptors)
+    counts = np.bincount(lab.ravel(), minlength=n).astype(np.float64)
+    means = np.stack([flat[lab.ravel() == i].mean(0) if counts[i] else np.zeros(flat.shape[1]) for i in range(n)])
+    dist = np.linalg.norm(means[:, None] - means[None], axis=-1)
+    shared = np.zeros((n, n))
+    for a, b in ((lab[1:], lab[:-1]), (lab[:, 1:], lab[:, :-1])):
+        diff = a != b
+        np.add.at(shared, (a[diff], b[diff]), 1)
+    shared = shared + shared.T
+    perimeter = shared.sum(1)
+    if opts.merge == "spectral":
+        return _spectral_levels(dist, shared, n, seed)
+    groups = [[i] for i in range(n)]
+    levels = [[g[:] for g in groups]]
+    while len(groups) > 1:
+        best, pair = np.inf, None
+        for x in range(len(groups)):
+            for y in range(x + 1, len(groups)):
+                gx, gy = groups[x], groups[y]
+                block = dist[np.ix_(gx, gy)]
+                if opts.merge == "single":
+                    cost = block.min()
+                elif opts.merge == "ward":
+                    nx, ny = counts[gx].sum(), counts[gy].sum()
+                    mx = (counts[gx, None] * means[gx]).sum(0) / max(nx, 1)
+                    my = (counts[gy, None] * means[gy]).sum(0) / max(ny, 1)
+                    cost = np.sqrt(nx * ny / max(nx + ny, 1)) * np.linalg.norm(mx - my)
+                else:
+                    w = counts[gx, None] * counts[gy][None]
+                    cost = (block * w).sum() / max(w.sum(), 1e-12)
+                edge = shared[np.ix_(gx, gy)].sum() / max(min(perimeter[gx].sum(), perimeter[gy].sum()), 1)
+                cost = cost / (1 + opts.merge_boundary * edge)
+                if cost < best:
+                    best, pair = cost, (x, y)
+        x, y = pair
+        groups[x] = groups[x] + groups[y]
+        del groups[y]
+        levels.append([g[:] for g in groups])
+    return levels
+
+
+def _spectral_levels(dist: np.ndarray, shared: np.ndarray, n: int, seed: int) -> list[list[list[int]]]:
+    from sklearn.cluster import SpectralClustering
+
+    sigma = max(float(np.median(dist[dist > 0])) if (dist > 0).any() else 1.0, 1e-8)
+    affinity = np.exp(-dist ** 2 / (2 * sigma ** 2)) * (1 + shared / max(shared.max(), 1))
+    levels = [[[i] for i in range(n)]]
+    for k in range(n - 1, 0, -1):
+        lab = np.zeros(n, int) if k == 1 else SpectralClustering(k, affinity="precomputed", random_state=seed
+                                                                  ).fit_predict(affinity)
+        levels.append([list(np.flatnonzero(lab == g)) for g in np.unique(lab)])
+    return levels
+
+
+def _unary(desc: np.ndarray, sample: np.ndarray, k: int, seed: int, opts: AutoMapOptions) -> np.ndarray:
+    """(H, W, k) label costs of every pixel: squared distance to the centres / 2T (T: the median nearest).
+
+    With ``overseg``, a label is a group of sub-cluster centres and its cost the nearest member's.
+    """
+    n_sub = max(opts.overseg, k + opts.overseg_extra)
+    if n_sub > k:
+        d2 = _sq_dist(desc, _kmeans(sample, n_sub, seed).cluster_centers_)
+        if opts.thin_radius > 0:
+            d2 = d2[..., drop_thin(d2, k, opts.thin_radius, opts.thin_keep)]
+        groups = merge_tree(desc, np.argmin(d2, axis=-1), d2.shape[-1], opts, seed)[-k]
+        d2 = np.stack([d2[..., g].min(axis=-1) for g in groups], -1)
+    else:
+        d2 = _sq_dist(desc, _centres(desc, sample, k, seed, opts))
     temperature = max(float(np.median(d2.min(axis=-1))), 1e-8)
     return d2 / (2 * temperature)
 
