@@ -56,6 +56,15 @@ ABLATIONS = {
     "ward, connectivity": {"cluster": "ward"},
     "blur 4 px (local statistics)": {"blur": 4.0},
     "L2-normalised features": {"l2_normalise": True},
+    # sub-clusters (only used with a given label count: run with --labels hand)
+    "no sub-clusters (plain k-means)": {"overseg_extra": 0},
+    "k+1, thin dropped, no boundary bonus": {"merge_boundary": 0.0},
+    "k+2 sub-clusters": {"overseg_extra": 2},
+    "16 sub-clusters, Ward + boundary": {"overseg": 16},
+    "16 sub-clusters, average linkage + boundary": {"overseg": 16, "merge": "average"},
+    "16 sub-clusters, spectral": {"overseg": 16, "merge": "spectral", "thin_radius": 0},
+    "layer weights 0, 1, 2 (no conv2_2)": {"layer_weights": (0.0, 1.0, 2.0)},
+    "layer weights 1, 1, 3": {"layer_weights": (1.0, 1.0, 3.0)},
 }
 
 
@@ -98,7 +107,8 @@ def print_table(rows) -> None:
 
 def parse_value(text: str, current):
     if isinstance(current, tuple):
-        return tuple(int(v) if isinstance(current[0], int) else v for v in text.split(","))
+        kind = type(current[0]) if current else float
+        return tuple(kind(v) for v in text.split(","))
     return type(current)(text)
 
 

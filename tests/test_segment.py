@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from doodle.automap import AutoMapOptions, auto_map, guided_filter, remove_small_regions, segment_labels
+from doodle.automap import (AutoMapOptions, auto_map, drop_thin, guided_filter, merge_tree, remove_small_regions,
+                            segment_labels)
 from doodle.automatch import auto_pair, match_regions, matched_iou
 from nst.errors import UserError
 
@@ -108,6 +109,27 @@ def test_remove_small_regions_fills_speckle_and_holes():
     assert np.array_equal(out, expect)
 
 
+def test_drop_thin_drops_border_strips_and_outlines_not_blobs():
+    lab = np.zeros((60, 60), np.int64)
+    lab[:, 30:] = 1
+    lab[:3, :] = 2  # a strip along the top border
+    lab[20:40, 28:32] = 3  # an outline along the edge between 0 and 1
+    d2 = np.stack([(lab != i).astype(float) for i in range(4)], -1)
+    assert list(drop_thin(d2, 2, 3, 0.3)) == [0, 1]
+    kept = list(drop_thin(d2, 3, 3, 0.3))  # never fewer than k: one thin one stays
+    assert len(kept) == 3 and kept[:2] == [0, 1]
+
+
+def test_merge_tree_joins_the_sub_clusters_that_look_alike():
+    lab = np.repeat(np.arange(4), 10)[None].repeat(20, 0)  # four vertical bands
+    desc = np.zeros((20, 40, 3))
+    desc[..., 0] = np.array([0.0, 0.1, 5.0, 5.2])[lab]  # bands 0-1 alike, 2-3 alike; last two = position
+    for merge in ("ward", "average", "single", "spectral"):
+        levels = merge_tree(desc, lab, 4, AutoMapOptions(merge=merge), 0)
+        assert [len(g) for g in levels] == [4, 3, 2, 1]
+        assert sorted(sorted(int(i) for i in g) for g in levels[-2]) == [[0, 1], [2, 3]], merge
+
+
 # ---------------------------------------------------------------- synthetic images with known regions
 
 
@@ -120,7 +142,9 @@ def synthetic():
 def test_known_regions_are_found_with_the_count_chosen_automatically(synthetic):
     image, truth = synthetic
     labels, info = segment_labels(image, None, seed=0)
-    assert info.k == 3 and info.chosen == "silhouette" and max(info.scores, key=info.scores.get) == 3
+    # the silhouette's k may count strips along the border and along edges (VGG border effects on a
+    # 96 px image); they are dropped as thin (drop_thin), leaving the three regions
+    assert info.k == 3 and info.chosen == "silhouette" and max(info.scores, key=info.scores.get) >= 3
     iou, _ = matched_iou(labels, truth)
     assert iou.min() > 0.95, iou
     assert labels.shape == truth.shape and np.isclose(info.shares.sum(), 1.0)
@@ -177,14 +201,16 @@ def segment_cli(capsys):
 @pytest.mark.slow
 def test_cli_writes_matched_maps_and_a_preview(tmp_path, segment_cli, synthetic):
     image, truth = synthetic
+    other, other_truth = three_regions(np.random.default_rng(7), split=0.4)  # same kinds, another layout
     first = save(image, tmp_path / "first.png")
-    second = save(image[:, ::-1], tmp_path / "second.png")
+    second = save(other, tmp_path / "second.png")
     res = segment_cli([first, "--labels", "3", "--with", second, "--output", tmp_path / "a_sem.png",
                        "--with-output", tmp_path / "b_sem.png", "--preview", tmp_path / "labels.png"])
     assert res.rc == 0, res.err
     a = np.asarray(Image.open(tmp_path / "a_sem.png").convert("RGB"))
     b = np.asarray(Image.open(tmp_path / "b_sem.png").convert("RGB"))
-    assert np.array_equal(a[:, ::-1], b)  # the mirror image's map is the mirrored map, in the same colours
+    for region in range(3):  # the same kind of region has the same colour in both maps
+        assert np.array_equal(np.median(a[truth == region], 0), np.median(b[other_truth == region], 0)), region
     assert (tmp_path / "labels.png").is_file() and "region matching" in res.err
 
 
