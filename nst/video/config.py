@@ -25,7 +25,7 @@ class VideoSection:
     iterations: int = 100  # optimiser iterations of every frame after the first (the first: optimizer.iterations)
     start_frame: int = 0  # the first frame of the clip to stylise (0-based)
     end_frame: Union[int, None] = None  # one past the last frame to stylise; null = to the end of the clip
-    temporal_weight: float = 2e4  # gamma: the temporal term's weight (0 = no temporal loss)
+    temporal_weight: float = 1e7  # gamma (0 = no temporal loss); README "Video" has how it was chosen
     temporal_form: str = "paper"  # paper: sum c (x - w)^2 / (H W 3) (Ruder et al. eq. 7) | sum: without the / D
     init: str = "warped"  # warped: previous result warped by the flow (Ruder et al.) | frame: the config's init
     folder_fps: float = 24.0  # frames per second of a folder of frames (a video file keeps its own)

@@ -3,7 +3,8 @@
 ```
 OUT/                      the run folder (``--output OUT.mp4`` -> OUT/; else output_dir)
   frames/frame_00001.png  every stylised frame, written atomically when the frame is finished
-  losses.csv              frame,iteration,content,style,tv,total,seconds,temporal,phase,size: every iteration
+  losses.csv              iteration,content,style,tv,total,seconds,temporal,phase,size,frame: every iteration
+                          (the nst columns, so nst.plot reads it; iteration and seconds restart each frame)
   run.json                status, frames done / total, per-frame record, config, weights, versions
 ```
 
@@ -121,8 +122,8 @@ class VideoRun:
         if self.done and path.exists():  # keep the finished frames' rows, drop the interrupted frame's
             lines = path.read_text(encoding="utf-8").splitlines()
             if lines:
-                self.columns = lines[0].split(",")[1 + len(CSV_HEADER):-2]
-                rows = [lines[0]] + [ln for ln in lines[1:] if ln and int(ln.split(",", 1)[0]) <= self.done]
+                self.columns = lines[0].split(",")[len(CSV_HEADER):-3]
+                rows = [lines[0]] + [ln for ln in lines[1:] if ln and int(ln.rsplit(",", 1)[1]) <= self.done]
         self.csv = open(path, "w", encoding="utf-8")
         self.csv.write("".join(r + "\n" for r in rows))
         self.csv.flush()
@@ -132,8 +133,8 @@ class VideoRun:
     def __call__(self, ev: Progress) -> None:
         if self.columns is None:
             self.columns = extra_columns(ev.terms)
-            self.csv.write(",".join(["frame", *CSV_HEADER, *self.columns, "phase", "size"]) + "\n")
-        self.csv.write(",".join([str(self.frame), *ev.csv_values(self.columns)]) + "\n")
+            self.csv.write(",".join([*CSV_HEADER, *self.columns, "phase", "size", "frame"]) + "\n")
+        self.csv.write(",".join([*ev.csv_values(self.columns), str(self.frame)]) + "\n")
         self.csv.flush()
 
     def frame_done(self, index: int, image, record: dict) -> None:
