@@ -59,6 +59,15 @@ def prepare_dir(path: Path) -> Path:
     return path
 
 
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON atomically (temp file + rename): a reader never sees half a run.json."""
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
 class RunRecorder:
     """Receives progress events; writes the log, the snapshots, and at the end the result and run.json."""
 
@@ -115,11 +124,7 @@ class RunRecorder:
             **self.extra,
             "config": self.config,
         }
-        fd, tmp = tempfile.mkstemp(suffix=".json", dir=self.out_dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=2)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.out_dir / "run.json")
+        write_json(self.out_dir / "run.json", info)
         return info
 
     def finish(self, image, stop: str) -> dict:

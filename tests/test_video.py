@@ -6,7 +6,6 @@ its bad input. Frames are 64-96 px, a few frames, float32 without XLA.
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -284,21 +283,29 @@ def test_resume_after_an_interrupt_gives_the_uninterrupted_frames(tmp_path, clip
 
 
 @pytest.mark.slow
-def test_consistent_frames_flicker_3x_less_than_independent(tmp_path, clip64, vgg16):
+def test_consistent_frames_flicker_3x_less_than_independent(tmp_path, data_dir, vgg16):
+    """The issue's measure at 96x64, 5 frames, 30 iterations each (first frame too) for both methods:
+    the mean squared difference to the previous result warped by the exact flow, over the exact reliable
+    pixels (README "Video" has the same at 256 px)."""
+    from nst.video.metrics import estimated_error
     from nst.video.run import execute
 
+    clip = sample_clip(data_dir, (96, 64), 5)
     clip_dir = tmp_path / "clip"
-    write_frames_folder(clip64.frames, clip_dir)
-    errors = {}
+    write_frames_folder(clip.frames, clip_dir)
+    errors, estimated = {}, {}
     for name, sets in {"independent": ["video.init=frame", "video.temporal_weight=0"],
                        "consistent": ["video.init=warped"]}.items():
         out = tmp_path / name
-        execute(_cfg(clip_dir, out, "optimizer.iterations=25", "video.iterations=25", *sets), loaded_weights=vgg16)
+        execute(_cfg(clip_dir, out, "image.size=96", "optimizer.iterations=30", "video.iterations=30", *sets),
+                loaded_weights=vgg16)
         frames = _frames(out)
         assert len(frames) == 5
-        errors[name] = temporal_error(frames, clip64.backward, clip64.reliable)
+        errors[name] = temporal_error(frames, clip.backward, clip.reliable)
+        estimated[name] = estimated_error(frames, clip.frames)
     assert errors["independent"] > 3 * errors["consistent"], errors
-    content = np.mean([np.abs(a - b.astype(np.float32)).mean() for a, b in zip(frames, clip64.frames)])
+    assert estimated["independent"] > 10 * estimated["consistent"], estimated  # what the optimiser saw
+    content = np.mean([np.abs(a - b.astype(np.float32)).mean() for a, b in zip(frames, clip.frames)])
     assert content > 5  # stylised, not a copy of the input
 
 

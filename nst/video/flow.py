@@ -19,7 +19,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from nst.video.config import FLOW_METHODS as METHODS  # noqa: F401  (the choices live with the config)
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ import yaml
 from nst.errors import UserError
 from nst.events import CSV_HEADER, Progress, extra_columns
 from nst.images import read_image, save_png
-from nst.outputs import peak_memory_mb, versions
+from nst.outputs import peak_memory_mb, versions, write_json
 from nst.video.io import frame_name
 from nst.weights import WeightsInfo
 
@@ -163,11 +163,7 @@ class VideoRun:
             "fingerprint": self.print,
             "config": self.config,
         }
-        fd, tmp = tempfile.mkstemp(suffix=".json", dir=self.out_dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=2)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.out_dir / "run.json")
+        write_json(self.out_dir / "run.json", info)
         return info
 
     def close(self) -> None:
