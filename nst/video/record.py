@@ -29,7 +29,7 @@ import yaml
 from nst.errors import UserError
 from nst.events import CSV_HEADER, Progress, extra_columns
 from nst.images import read_image, save_png
-from nst.outputs import peak_memory_mb, versions, write_json
+from nst.outputs import peak_memory_mb, versions, write_atomic
 from nst.video.io import frame_name
 from nst.weights import WeightsInfo
 
@@ -163,7 +163,7 @@ class VideoRun:
             "fingerprint": self.print,
             "config": self.config,
         }
-        write_json(self.out_dir / "run.json", info)
+        write_atomic(self.out_dir / "run.json", json.dumps(info, indent=2).encode("utf-8"))
         return info
 
     def close(self) -> None:
