@@ -131,8 +131,8 @@ class VideoRun:
     # ------------------------------------------------------------ events
 
     def __call__(self, ev: Progress) -> None:
-        if self.columns is None:
-            self.columns = extra_columns(ev.terms)
+        if self.columns is None:  # frame 1 through ``scales`` has no temporal term yet; later frames do
+            self.columns = extra_columns([*ev.terms, *(["temporal"] if "temporal" not in ev.terms else [])])
             self.csv.write(",".join([*CSV_HEADER, *self.columns, "phase", "size", "frame"]) + "\n")
         self.csv.write(",".join([*ev.csv_values(self.columns), str(self.frame)]) + "\n")
         self.csv.flush()
