@@ -354,6 +354,7 @@ def test_shipped_video_config_writes_every_key():
     (["video.folder_fps=0"], "video.folder_fps"),
     (["video.flw=dis"], "did you mean 'video.flow'"),
     (["snapshots=[5]"], "snapshots"),
+    (["init.method=file", "init.path=x.png"], "init.method"),
 ])
 def test_bad_video_keys(tmp_path, capsys, clean_error, sets, needle):
     res = _video([CONFIG, "--input", tmp_path, *[a for s in sets for a in ("--set", s)]], capsys)
