@@ -267,11 +267,11 @@ def test_cancel_leaves_consistent_folders(ray_local, tmp_path, monkeypatch):
 
     original, started, fired = ray.wait, time.time(), []
 
-    def wait_then_interrupt(refs, **kw):  # Ctrl-C once both running points are iterating (or after 150 s)
-        logs = [p.folder / "losses.csv" for p in points[:2]]
+    def wait_then_interrupt(refs, **kw):  # Ctrl-C once both running points are iterating (at the latest at 600 s:
+        logs = [p.folder / "losses.csv" for p in points[:2]]  # on a loaded machine start-up alone took > 150 s)
         iterating = all(f.is_file() and len(f.read_text().splitlines()) > 3 for f in logs)
-        if not fired and (iterating or time.time() - started > 150):
-            fired.append(1)
+        if not fired and (iterating or time.time() - started > 600):
+            fired.append(iterating)
             raise KeyboardInterrupt
         return original(refs, **kw)
 
@@ -284,7 +284,8 @@ def test_cancel_leaves_consistent_folders(ray_local, tmp_path, monkeypatch):
         o = outcomes[p.index]
         if o["status"] == "cancelled":
             info = json.loads((p.folder / "run.json").read_text())
-            assert info["status"] == "cancelled" and 0 < info["iterations_done"] < 400
+            # stopped mid-run (when Ctrl-C came before a point iterated, it stops before its first iteration)
+            assert info["status"] == "cancelled" and (3 if fired[0] else 0) <= info["iterations_done"] < 400
             assert not (p.folder / "result.png").exists()
             assert len((p.folder / "losses.csv").read_text().splitlines()) == info["iterations_done"] + 1
         else:
