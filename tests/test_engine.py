@@ -292,3 +292,27 @@ def test_open_terms_reach_plot_and_score_tables(tmp_path):
     table = format_table([{"image": "a.png", "losses": {"content": 1.0, "style": 2.0, "tv": 0.0, "total": 3.0,
                                                          "temporal": 0.5}}], None)
     assert [line.split()[0] for line in table.splitlines()[1:]] == ["content", "style", "tv", "total", "temporal"]
+
+
+def test_a_path_that_cannot_run_falls_back_to_float32(monkeypatch):
+    """An XLA or bf16 step that fails before its first iteration (no kernel) hands the run to plain float32."""
+    import nst.engine as engine
+
+    calls = []
+
+    def flaky_lbfgs(step, x0, cfg, iterations, report, on_round=None, rounds=1):
+        calls.append(iterations)
+        if len(calls) == 1:
+            raise tf.errors.UnimplementedError(None, None, "no deterministic XLA kernel\nmore")
+        for _ in range(iterations):
+            report({"style": tf.constant(1.0), "total": tf.constant(1.0)}, x0)
+        return Outcome(x0, iterations, "iterations done")
+
+    monkeypatch.setitem(engine.OPTIMIZERS, "lbfgs", flaky_lbfgs)
+    ext = StubExtractor()
+    content, style = _images()
+    events = []
+    res = _run([Scale((16, 16), 4)], lambda hw: _objective(ext, content, style), content, Control([events.append]),
+               choice=prec.Choice("float32", True, "test"))
+    assert calls == [4, 4] and res.iterations == 4 and [e.precision for e in events] == ["float32"] * 4
+    assert "float32+xla failed (UnimplementedError: no deterministic XLA kernel)" in res.info["precision_fallbacks"][0]
