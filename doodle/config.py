@@ -26,6 +26,8 @@ from nst.config import (
     ModelConfig,
     OptimizerConfig,
     ProgressConfig,
+    ResultConfig,
+    TilesConfig,
     check_choices,
     check_common,
     load_config,
@@ -114,6 +116,8 @@ class DoodleConfig:
     optimizer: DoodleOptimizer = field(default_factory=DoodleOptimizer)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
     doodle: DoodleSection = field(default_factory=DoodleSection)
+    tiles: TilesConfig = field(default_factory=TilesConfig)  # prints: phases over tiles.max_pixels run in tiles
+    result: ResultConfig = field(default_factory=ResultConfig)
 
 
 # Keys holding file paths: relative ones resolve against the config file's folder (from --set: the current one).

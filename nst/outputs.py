@@ -20,11 +20,11 @@ import yaml
 
 from nst.cli import say
 from nst.errors import UserError
-from nst.events import CSV_HEADER, Cancelled, Progress, extra_columns
-from nst.images import save_png
+from nst.events import CSV_HEADER, TILE_COLUMNS, Cancelled, Progress, extra_columns
+from nst.images import save_png, save_tiff
 from nst.weights import WeightsInfo
 
-STALE = ("result.png", "run.json", "losses.csv", "labels.png")
+STALE = ("result.png", "result.tif", "run.json", "losses.csv", "labels.png")
 
 
 def versions() -> dict[str, str]:
@@ -70,17 +70,20 @@ class RunRecorder:
         self.last: Progress | None = None
         self.extra: dict = {}
         self.columns: list[str] | None = None  # the objective's own terms after the fixed columns, from event 1
+        self.tiled = False  # a tiled run (nst.tiles) adds tile,pass columns, known from event 1
         self.csv = open(out_dir / "losses.csv", "w", encoding="utf-8")
 
     def _header(self, extra: list[str]) -> None:
         self.columns = extra
-        self.csv.write(",".join([*CSV_HEADER, *extra, "phase", "size"]) + "\n")
+        tail = list(TILE_COLUMNS) if self.tiled else []
+        self.csv.write(",".join([*CSV_HEADER, *extra, "phase", "size", *tail]) + "\n")
 
     def __call__(self, ev: Progress) -> None:
         self.last = ev
         if self.columns is None:
+            self.tiled = ev.tile_passes > 0
             self._header(extra_columns(ev.terms))
-        self.csv.write(",".join(ev.csv_values(self.columns)) + "\n")
+        self.csv.write(",".join(ev.csv_values(self.columns, self.tiled)) + "\n")
         self.csv.flush()
         if ev.iteration in self.snapshots:
             save_png(ev.image, self.out_dir / f"iter_{ev.iteration:04d}.png", self._png_text(ev))
@@ -127,7 +130,12 @@ class RunRecorder:
             self._header([])
         self.csv.close()
         info = self.record("finished", stop)  # run.json first: result.png is the "done" marker
-        save_png(image, self.out_dir / "result.png", self._png_text())
+        opts = self.config.get("result") or {}  # prints: bit depth, sRGB profile, DPI (nst.config.ResultConfig)
+        depth, icc, dpi = opts.get("bit_depth", 8), opts.get("icc", False), opts.get("dpi")
+        text = self._png_text()
+        if opts.get("tiff"):
+            save_tiff(image, self.out_dir / "result.tif", depth, icc, dpi, text["nst:config"])
+        save_png(image, self.out_dir / "result.png", text, depth, icc, dpi)
         return info
 
     def abort(self, status: str, stop: str = "") -> dict:
