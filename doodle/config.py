@@ -15,6 +15,7 @@ long side. With [width, height], a target map of another aspect ratio is an erro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -31,9 +32,12 @@ from nst.config import (
     check_choices,
     check_common,
     load_config,
+    shown,
 )
 from nst.config import defaults_yaml as nst_defaults_yaml
 from nst.errors import UserError
+
+_BLOCK = re.compile(r"(?:conv|block)(\d)")  # conv4_1 / block4_conv1 -> 4
 
 # Style layers of the gram method: conv1_1..conv4_1 (conv5_1 of the offline VGG16 is not pure ImageNet,
 # and it costs a fifth block for little in a doodle). conv1_1's eq. 2.4 loss is ~1000x smaller than the
@@ -166,13 +170,26 @@ def check_doodle(cfg: DoodleConfig) -> None:
                         f"({cfg.optimizer.iterations}): every phase needs an iteration")
     if d.phase_iteration_ratio <= 0:
         raise UserError(f"config key 'doodle.phase_iteration_ratio' must be positive, got {d.phase_iteration_ratio}")
-    for layer, w in d.patch_layers.items():
-        if w < 0:
-            raise UserError(f"config key 'doodle.patch_layers.{layer}' must not be negative, got {w}")
+    for key in ("patch_layers", "patch_gram_layers"):
+        for layer, w in getattr(d, key).items():
+            if w < 0:
+                raise UserError(f"config key 'doodle.{key}.{layer}' must not be negative, got {w}")
+    if d.method == "patch" and d.patch_layers:
+        # a patch must fit at the deepest patch layer, 2^(block - 1) px per feature there
+        blocks = [int(m.group(1)) for m in map(_BLOCK.search, d.patch_layers) if m]
+        need = d.patch_size * 2 ** (max(blocks, default=1) - 1)
+        long_side = max(cfg.image.size) if isinstance(cfg.image.size, list) else cfg.image.size
+        if need > long_side:
+            raise UserError(f"config key 'doodle.patch_size' ({d.patch_size}) is too large: a {d.patch_size}x"
+                            f"{d.patch_size} patch at the deepest patch layer needs an image of at least {need} px, "
+                            f"and image.size is {shown(cfg.image.size)}")
     if d.method == "patch" and not d.patch_layers:
         raise UserError("config key 'doodle.patch_layers' must name at least one layer for method 'patch'")
     if d.method == "gram" and not cfg.layers.style:
         raise UserError("config key 'layers.style' must name at least one layer for method 'gram'")
+    if not cfg.content and cfg.loss.style_weight == 0 and cfg.loss.tv_weight == 0:
+        raise UserError("loss.style_weight and loss.tv_weight are 0 and there is no content photo: there is nothing "
+                        "to optimise")
     if cfg.content and not cfg.layers.content and cfg.loss.content_weight > 0:
         raise UserError("config key 'layers.content' is empty but loss.content_weight > 0")
 

@@ -110,6 +110,9 @@ def phase_plan(cfg: DoodleConfig, size_hw: tuple[int, int], network: str) -> lis
     while iters.sum() > total:  # the max(1, .) floor overshot: take back from the largest
         iters[np.argmax(iters)] -= 1
     plan, need = [], min_side(cfg, network)
+    if min(size_hw) < need:  # even one phase cannot fit: the patch is what is too large, not the phase count
+        raise UserError(f"doodle.patch_size {d.patch_size} is too large for a {size_hw[1]}x{size_hw[0]} px output: "
+                        f"its patches need {need} px on each side; use a smaller patch_size or a larger image.size")
     for i, n in enumerate(iters):
         f = 2.0 ** (d.phases - 1 - i)
         hw = (max(1, round(size_hw[0] / f)), max(1, round(size_hw[1] / f)))

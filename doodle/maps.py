@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from nst.errors import UserError
-from nst.images import read_image
+from nst.images import read_image, save_png
 
 # Flat colours closer than this (Euclidean RGB, 0..255) are one colour painted twice.
 MERGE_DISTANCE = 8.0
@@ -428,8 +428,9 @@ def _font() -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def render_labels_png(label_set: LabelSet, names: list[str], path) -> None:
-    """Write a PNG: the named label maps side by side, painted in palette colours, over a palette key.
+def labels_preview(label_set: LabelSet, names: list[str]) -> np.ndarray:
+    """The picture of labels.png, (H, W, 3) uint8: the named label maps side by side, painted in palette
+    colours, over a palette key.
 
     Each map has its name above it; below, one row per label: swatch, index, hex colour and
     its share of each named map.
@@ -462,10 +463,15 @@ def render_labels_png(label_set: LabelSet, names: list[str], path) -> None:
                        outline="black")
         draw.text((pad + 36 + pad, y + 3), row, fill="black", font=font)
         y += row_h
+    return np.asarray(canvas)
+
+
+def render_labels_png(label_set: LabelSet, names: list[str], path) -> None:
+    """Write :func:`labels_preview` as a PNG (atomically; a run's folder gets it through its recorder)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        canvas.save(path, format="PNG")
+        save_png(labels_preview(label_set, names), path)
     except OSError as exc:
         raise UserError(f"cannot write label preview {path}: {exc.strerror or exc}") from None
 

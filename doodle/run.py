@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nst.cli import run_main, say
+from nst.cli import quiet_tensorflow_import, run_main, say
 from nst.config import to_dict
 from nst.determinism import seed_everything
+from nst.errors import UserError
 from nst.events import Control
 from nst.outputs import RunRecorder, prepare_dir, record_run
 from nst.progress import ProgressPrinter
@@ -20,7 +21,7 @@ from nst.run import overrides, parse_args
 from nst.weights import cache_dir, load_weights
 
 from doodle.config import DoodleConfig, defaults_yaml, load_doodle_config
-from doodle.maps import render_labels_png, to_hex
+from doodle.maps import labels_preview, to_hex
 
 
 def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = None) -> dict:
@@ -29,7 +30,8 @@ def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = No
     Like :func:`nst.run.execute`: ``loaded_weights`` = (weights, WeightsInfo) loads the network once for many
     runs; ``control`` adds subscribers and lets the caller cancel (the record then says ``cancelled``).
     """
-    from doodle.engine import make_extractors, needed_layers, paint, phase_plan
+    with quiet_tensorflow_import():
+        from doodle.engine import make_extractors, needed_layers, paint, phase_plan
     from doodle.inputs import load_inputs
     from doodle.tiles import check_tiles
     from nst.tiles import describe, plan_work
@@ -60,17 +62,19 @@ def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = No
     printer = ProgressPrinter(cfg.optimizer.iterations, cfg.progress.every, cfg.progress.quiet,
                               work=plan_work(plan, cfg.tiles))
     recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
-    recorder.extra = {
+    recorder.extra.update({
         "method": cfg.doodle.method,
         "labels": None if inputs.labels is None else {
             "palette": [to_hex(c) for c in inputs.labels.palette],
             "shares": {name: [round(float(s), 5) for s in inputs.labels.shares[name]] for name in inputs.map_names},
         },
-    }
+    })
     control = control or Control()
     control.subscribers.insert(0, recorder)
 
     def work():
+        if inputs.labels is not None:  # inside the recorded run: a failed write marks it failed
+            recorder.write_png("labels.png", labels_preview(inputs.labels, inputs.map_names))
         result = paint(inputs.scene, cfg, extractors, control, inputs.init_file, log=say, cache_dir=cache_dir())
         recorder.extra.update(result.info, phases=result.info["scales"])
         return result.image, result.stop
@@ -84,7 +88,7 @@ def main(argv: list[str]) -> int:
         print(defaults_yaml(), end="")
         return 0
     if not args.config:
-        raise SystemExit("usage: python -m doodle.run CONFIG [--set key=value ...] [--output DIR]")
+        raise UserError("no CONFIG given; usage: python -m doodle.run CONFIG [--set key=value ...] [--output DIR]")
     cfg: DoodleConfig = load_doodle_config(args.config, overrides(args))
     if args.print_config:
         import yaml

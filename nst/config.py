@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -153,6 +154,20 @@ CHOICES = {
 
 # ---------------------------------------------------------------- dict -> dataclass
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = 6
+_REPR.maxlevel, _REPR.maxlong = 2, 40
+
+# seeds go to numpy and TensorFlow, which take 32-bit unsigned seeds
+MAX_SEED = 2**32 - 1
+
+
+def shown(value: Any) -> str:
+    """A value for an error message, cut short: a 450-byte YAML of aliases can expand to gigabytes."""
+    return _REPR.repr(value)
+
+
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -171,24 +186,24 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except UserError as exc:
                 errors.append(exc)
         wanted = " or ".join(_type_name(t) for t in typing.get_args(tp))
-        raise UserError(f"config key '{key}' must be {wanted}, got {value!r}")
+        raise UserError(f"config key '{key}' must be {wanted}, got {shown(value)}")
     if tp is type(None):
         if value is None:
             return None
-        raise UserError(f"config key '{key}' must be null, got {value!r}")
+        raise UserError(f"config key '{key}' must be null, got {shown(value)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise UserError(f"config key '{key}' must be a mapping of keys, got {value!r}")
+            raise UserError(f"config key '{key}' must be a mapping of keys, got {shown(value)}")
         return _build(tp, value, key + ".")
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise UserError(f"config key '{key}' must be a list, got {value!r}")
+            raise UserError(f"config key '{key}' must be a list, got {shown(value)}")
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         _, val_tp = typing.get_args(tp)
         if not isinstance(value, dict):
-            raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
+            raise UserError(f"config key '{key}' must be a mapping, got {shown(value)}")
         return {str(k): _coerce(v, val_tp, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
@@ -201,14 +216,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = float(value)  # PyYAML (YAML 1.1) reads 1e-3 and 1e4 as strings; they are numbers
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
-                raise UserError(f"config key '{key}' must be a finite number, got {value!r}")
+                raise UserError(f"config key '{key}' must be a finite number, got {shown(value)}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
             return value
     else:  # pragma: no cover - a schema bug, not a user error
         raise TypeError(f"unsupported config type {tp} for {key}")
-    raise UserError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}")
+    raise UserError(f"config key '{key}' must be {_type_name(tp)}, got {shown(value)}")
 
 
 def _build(cls: type, data: dict, prefix: str = "") -> Any:
@@ -252,8 +267,8 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
         raise UserError(f"--set needs key.path=value, got '{text}'")
     key, value = text.split("=", 1)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
+        parsed = parse_yaml(value) if value.strip() else None
+    except (yaml.YAMLError, ValueError):
         parsed = value
     keys = [k for k in key.strip().split(".") if k]
     if not keys:
@@ -288,12 +303,39 @@ def _resolve_paths(raw: dict, base: Path, path_keys: tuple[str, ...] = PATH_KEYS
             node[last] = fix(node[last])
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not "last one wins"."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: PyYAML's own error follows
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {shown(key)} is given twice (first at line {first.start_mark.line + 1})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> data, refusing duplicate keys (used for config files and --set values alike)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"config file {path} is a folder, not a YAML file")
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -301,6 +343,8 @@ def read_yaml(path: str | Path) -> dict:
         raise UserError(f"config file {path} is not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise UserError(f"config file {path} is not a text file") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise UserError(f"config file {path} holds a value PyYAML cannot read: {shown(str(exc))}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -368,8 +412,8 @@ def check_common(cfg: Any) -> None:
     check_choices(cfg, {k: v for k, v in CHOICES.items() if hasattr(cfg, k.split(".")[0])})
     size = cfg.image.size
     sizes = size if isinstance(size, list) else [size]
-    if len(sizes) not in (1, 2) or any(s < 16 or s > 8192 for s in sizes):
-        raise UserError(f"config key 'image.size' must be a long side or [width, height] in 16..8192 px, got {size}")
+    if (isinstance(size, list) and len(sizes) != 2) or any(s < 16 or s > 8192 for s in sizes):
+        raise UserError(f"config key 'image.size' must be a long side or [width, height] in 16..8192 px, got {shown(size)}")
     if cfg.image.style_scale <= 0:
         raise UserError(f"config key 'image.style_scale' must be positive, got {cfg.image.style_scale}")
     for name in ("content_weight", "style_weight", "tv_weight"):
@@ -381,24 +425,30 @@ def check_common(cfg: Any) -> None:
                 raise UserError(f"config key 'layers.{section}.{layer}' must not be negative, got {w}")
     opt = cfg.optimizer
     if opt.iterations < 1:
-        raise UserError(f"config key 'optimizer.iterations' must be at least 1, got {opt.iterations}")
+        raise UserError(f"config key 'optimizer.iterations' must be at least 1, got {shown(opt.iterations)}")
     if opt.learning_rate <= 0:
         raise UserError(f"config key 'optimizer.learning_rate' must be positive, got {opt.learning_rate}")
     if opt.rounds < 1 or opt.rounds > opt.iterations:
-        raise UserError(f"config key 'optimizer.rounds' must be in 1..iterations ({opt.iterations}), got {opt.rounds}")
+        raise UserError(f"config key 'optimizer.rounds' must be in 1..iterations ({opt.iterations}), got {shown(opt.rounds)}")
     if opt.max_evals_per_round is not None and opt.max_evals_per_round < 1:
-        raise UserError(f"config key 'optimizer.max_evals_per_round' must be at least 1, got {opt.max_evals_per_round}")
+        raise UserError(f"config key 'optimizer.max_evals_per_round' must be at least 1, got {shown(opt.max_evals_per_round)}")
     if not 0.0 <= cfg.init.noise_ratio <= 1.0:
         raise UserError(f"config key 'init.noise_ratio' must be in [0, 1], got {cfg.init.noise_ratio}")
     if cfg.init.method == "file" and not cfg.init.path:
         raise UserError("config key 'init.path' is required when init.method is 'file'")
     bad = [s for s in cfg.snapshots if s < 1]
     if bad:
-        raise UserError(f"config key 'snapshots' must be iteration numbers from 1 on, got {bad}")
+        raise UserError(f"config key 'snapshots' must be iteration numbers from 1 on, got {shown(bad)}")
     if cfg.progress.every < 1:
-        raise UserError(f"config key 'progress.every' must be at least 1, got {cfg.progress.every}")
-    if cfg.seed < 0:
-        raise UserError(f"config key 'seed' must not be negative, got {cfg.seed}")
+        raise UserError(f"config key 'progress.every' must be at least 1, got {shown(cfg.progress.every)}")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise UserError(f"config key 'seed' must be in 0..{MAX_SEED} (a 32-bit seed), got {shown(cfg.seed)}")
+    if not cfg.output_dir.strip():
+        raise UserError("config key 'output_dir' is empty: name the folder the run writes to")
+    weights = {f.name: getattr(cfg.loss, f.name) for f in dataclasses.fields(cfg.loss) if f.name.endswith("_weight")}
+    if not any(weights.values()):
+        raise UserError(f"every loss weight is 0 ({', '.join(f'loss.{k}' for k in weights)}): there is nothing to "
+                        f"optimise; set loss.style_weight or loss.content_weight above 0")
     check_scales(cfg)
     check_prints(cfg)
 

@@ -2,17 +2,24 @@
 
 Images in memory are float32 arrays (H, W, 3), RGB, 0..255 — the scale of the Caffe VGG
 the paper used, so no rescaling is needed before the network.
+
+Decoding is strict: Pillow's lenient loading (``LOAD_TRUNCATED_IMAGES``) stays off, and a PNG whose
+compressed pixel data holds fewer rows than its header declares (which Pillow fills with black
+without a word) is refused. Float images (mode ``F``, e.g. 32-bit TIFF) in 0..1 are scaled to 0..255.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 import tempfile
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from nst.errors import UserError
 
@@ -29,12 +36,67 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
-        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).convert("RGB")
+        if not np.isfinite(arr).all():
+            raise ValueError("float image holds NaN or infinite values")
+        # float images conventionally span 0..1 (32-bit TIFF, EXR-like data); larger values are 0..255 data
+        scale = 255.0 if arr.max() <= 1.0 else 1.0
+        return Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+# Adam7 passes: (x0, y0, dx, dy)
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+
+
+def png_missing_rows(path: Path) -> str | None:
+    """Why a PNG's pixel data is shorter than its header declares, or None when it is complete.
+
+    Pillow stops quietly where the compressed data ends and leaves the remaining rows black; this
+    inflates the IDAT stream (in pieces, never all at once) and compares its length with the size
+    the header promises.
+    """
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        inflate, got, expected, ended = zlib.decompressobj(), 0, None, False
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            length, kind = struct.unpack(">I4s", head)
+            data = f.read(length)
+            f.read(4)  # CRC: Pillow checks it
+            if kind == b"IHDR" and len(data) >= 13:
+                w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[:13])
+                bits = depth * _PNG_CHANNELS.get(colour, 1)
+                passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+                expected = 0
+                for x0, y0, dx, dy in passes:
+                    pw, ph = math.ceil(max(0, w - x0) / dx), math.ceil(max(0, h - y0) / dy)
+                    if pw and ph:
+                        expected += ph * (1 + math.ceil(pw * bits / 8))  # a filter byte per row
+            elif kind == b"IDAT":
+                try:
+                    chunk = inflate.decompress(data, 1 << 22)
+                    while True:
+                        got += len(chunk)
+                        if not inflate.unconsumed_tail or got > (expected or 0):
+                            break
+                        chunk = inflate.decompress(inflate.unconsumed_tail, 1 << 22)
+                except zlib.error as exc:
+                    return f"its pixel data is corrupt ({exc})"
+                ended = ended or inflate.eof
+            elif kind == b"IEND":
+                break
+        if expected is not None and got < expected:
+            return (f"its pixel data ends after {got:,} of {expected:,} bytes"
+                    f"{'' if ended else ' (compressed stream cut off)'}: rows are missing")
+    return None
 
 
 def read_image(path: str | Path, what: str = "image", max_pixels: int = 50_000_000) -> np.ndarray:
@@ -46,6 +108,7 @@ def read_image(path: str | Path, what: str = "image", max_pixels: int = 50_000_0
         raise UserError(f"{what} is a folder, not an image: {path}")
     if path.stat().st_size == 0:
         raise UserError(f"{what} is an empty file: {path}")
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # missing pixel data is an error, never black filler
     try:
         with warnings.catch_warnings():
             # image.max_input_pixels (below) decides; PIL's DecompressionBombWarning would be a second stderr line
@@ -56,6 +119,9 @@ def read_image(path: str | Path, what: str = "image", max_pixels: int = 50_000_0
                     raise UserError(f"{what} {path.name} is {w}x{h} = {w * h:,} pixels, over the limit of "
                                     f"{max_pixels:,} (image.max_input_pixels)")
                 img.load()
+                missing = png_missing_rows(path) if img.format == "PNG" else None
+                if missing:
+                    raise UserError(f"{what} {path} is truncated: {missing}")
                 upright = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
                 return np.asarray(_to_rgb(upright), dtype=np.uint8)
     except UserError:

@@ -3,20 +3,38 @@
 The contract other tools rely on. ``result.png`` is written last and atomically, with the resolved
 config embedded as PNG text, so its presence means the run finished. ``run.json`` records what ran
 (config, network, weights and their SHA-256, versions, seed, wall time, peak memory) and how it ended.
+
+A folder is owned by its run:
+- :func:`prepare_dir` checks the folder and takes its lock (``.nst-run.lock``, an ``flock``, so a second
+  run into a busy folder is refused and a killed run's lock is free again); it deletes nothing.
+- :class:`RunRecorder`, created once every other check has passed, clears the previous run's outputs —
+  only the files that run listed in its ``run.json`` (``files``), or PNG/CSV/JSON files that carry this
+  tool's marks — after moving aside any of them this run reads as input, and refuses files of the names it
+  will write that no earlier run wrote.
+- Every file is written to a temporary name and renamed. A failed write ends the run as ``failed`` with
+  one error line; the lock file holds a small space reserve that is given up so that run.json can still
+  say so on a full disk.
+- A loss that is not finite, or an optimiser that stops before its first iteration, is a failed run.
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import json
+import math
 import os
 import platform
 import resource
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
+from PIL import Image
 
 from nst.cli import say
 from nst.errors import UserError
@@ -24,7 +42,14 @@ from nst.events import CSV_HEADER, TILE_COLUMNS, Cancelled, Progress, extra_colu
 from nst.images import save_png, save_tiff
 from nst.weights import WeightsInfo
 
-STALE = ("result.png", "result.tif", "run.json", "losses.csv", "labels.png")
+LOCK_NAME = ".nst-run.lock"
+RESERVE_BYTES = 256 * 1024  # kept in the lock file during a run; freed to record a failure on a full disk
+OUTPUT_NAMES = ("result.png", "result.tif", "run.json", "losses.csv", "labels.png")
+PLOT_NAME = "loss_curves.png"  # nst.plot's default output in a run folder (marked as ours, see is_ours)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or kill, or a closed terminal) during a recorded run; the message says what was kept."""
 
 
 def versions() -> dict[str, str]:
@@ -43,50 +68,304 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path`` (no partial files)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are for sharing
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ---------------------------------------------------------------- the folder lock
+
+
+class _FolderLock:
+    """An ``flock`` on ``folder/.nst-run.lock``, plus the space reserve written into that file."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK_NAME
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).split(b"\n", 1)[0].decode("utf-8", "replace")
+                os.close(fd)
+                raise UserError(f"output folder {folder} is in use by another run ({holder or 'unknown'}); wait "
+                                f"for it to end or choose another --output") from None
+            try:  # the previous holder may have unlinked the file between our open and flock: lock the new one
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self.fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            head = f"pid {os.getpid()} on {platform.node()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode()
+            os.pwrite(fd, head + b"\0" * RESERVE_BYTES, 0)  # real blocks, not a sparse hole
+            self.head = len(head)
+        except OSError as exc:
+            self.release()
+            raise UserError(f"cannot write in output folder {folder}: {_why(exc)}") from None
+
+    def free_reserve(self) -> None:
+        try:
+            os.ftruncate(self.fd, self.head)
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)  # while still locked: a waiting run re-checks the inode (see above)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+_HELD: dict[Path, _FolderLock] = {}  # folders this process owns (a folder may be claimed again in-process)
+
+
+def _release(folder: Path) -> None:
+    lock = _HELD.pop(folder.resolve(), None)
+    if lock:
+        lock.release()
+
+
+@atexit.register
+def _release_all() -> None:
+    for folder in list(_HELD):
+        _release(folder)
+
+
+def _check_path(path: Path) -> None:
+    if not str(path).strip():
+        raise UserError("output folder is empty: name the folder the run writes to (output_dir or --output)")
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                what = "it is a file" if parent == path else f"it lies under {parent}, which is a file"
+                raise UserError(f"output dir {path} is not writable: {what}, not a folder")
+            break
+
+
 def prepare_dir(path: Path) -> Path:
-    """Create the folder, prove it is writable, and clear a previous run's outputs from it."""
+    """Check the output folder, create it, and lock it for this run. Deletes nothing (see RunRecorder)."""
+    path = Path(path)
+    _check_path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"output dir {path} is not writable: {exc.strerror or exc}") from None
-    for name in STALE:
-        (path / name).unlink(missing_ok=True)
-    for old in path.glob("iter_*.png"):
-        old.unlink()
+        raise UserError(f"output dir {path} is not writable: {_why(exc)}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"output dir {path} is not writable: permission denied")
+    key = path.resolve()
+    if key not in _HELD:
+        try:
+            _HELD[key] = _FolderLock(path)
+        except PermissionError as exc:
+            raise UserError(f"output dir {path} is not writable: {_why(exc)}") from None
+        except OSError as exc:
+            raise UserError(f"cannot write in output folder {path}: {_why(exc)}") from None
     return path
 
 
+# ---------------------------------------------------------------- what an earlier run wrote
+
+
+def _run_record(folder: Path) -> dict | None:
+    try:
+        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and "status" in info and "config" in info else None
+
+
+def is_ours(path: Path) -> bool | None:
+    """Whether a file carries this tool's marks: PNG text ``nst:*``, our CSV header, a run.json record.
+
+    None for other kinds of file, whose only evidence is an earlier run's manifest.
+    """
+    try:
+        if path.suffix == ".png":
+            with Image.open(path) as img:
+                return any(k.startswith("nst:") for k in getattr(img, "text", {}))
+        if path.name == "losses.csv":
+            with open(path, "rb") as f:
+                return f.readline().decode("utf-8", "replace").startswith(",".join(CSV_HEADER))
+        if path.name == "run.json":
+            return _run_record(path.parent) is not None
+    except Exception:  # unreadable: not provably ours
+        return False
+    return None
+
+
+def owned_files(folder: Path) -> set[str]:
+    """Names of files in ``folder`` an earlier run of this tool wrote: listed in its run.json or found under
+    an output's name, and in both cases still carrying our marks (a file the user put in its place is not ours)."""
+    info = _run_record(folder)
+    listed = info.get("files") if info else None
+    manifest = {n for n in listed if isinstance(n, str) and "/" not in n} if isinstance(listed, list) else set()
+    candidates = manifest | {*OUTPUT_NAMES, PLOT_NAME, *(p.name for p in folder.glob("iter_*.png"))}
+    owned = set()
+    for name in candidates - {LOCK_NAME}:
+        path = folder / name
+        if path.is_file():
+            mark = is_ours(path)
+            if mark or (mark is None and name in manifest):
+                owned.add(name)
+    return owned
+
+
+def _input_files(config: dict, folder: Path) -> list[Path]:
+    """Files the config names (content, style, init.path, maps, weights) that lie directly in ``folder``."""
+    found, stack, home = [], [config], folder.resolve()
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and node and ("/" in node or "." in node):
+            p = Path(node)
+            if p.is_absolute() and p.parent.resolve() == home and p.is_file():
+                found.append(p)
+    return found
+
+
+def _aside_name(folder: Path, name: str) -> Path:
+    target, n = folder / f"previous_{name}", 2
+    while target.exists():
+        target, n = folder / f"previous{n}_{name}", n + 1
+    return target
+
+
+def _needed_bytes(config: dict, snapshots: set[int]) -> int:
+    """A generous estimate of what a run writes: raw RGB per PNG, ~80 bytes per losses.csv row."""
+    size = (config.get("image") or {}).get("size", 512)
+    pixels = size[0] * size[1] if isinstance(size, list) else size * size
+    iterations = (config.get("optimizer") or {}).get("iterations", 1000)
+    pngs = 2 + len([s for s in snapshots if s <= iterations])
+    return pngs * (pixels * 3 + 4096) + iterations * 80 + 64 * 1024
+
+
+# ---------------------------------------------------------------- the recorder
+
+
+def _number(value: float) -> float | str:
+    """JSON has no inf/nan: a failed run's non-finite loss is recorded as the string "inf" / "nan"."""
+    return value if math.isfinite(value) else str(value)
+
+
+
 class RunRecorder:
-    """Receives progress events; writes the log, the snapshots, and at the end the result and run.json."""
+    """Receives progress events; writes the log, the snapshots, and at the end the result and run.json.
+
+    Construct it when every check has passed: it is the first thing that changes the folder.
+    """
 
     def __init__(self, out_dir: Path, config: dict, snapshots: list[int], weights: WeightsInfo, seed: int,
                  on_event=None):
-        self.out_dir, self.config, self.snapshots = out_dir, config, set(snapshots)
+        self.out_dir, self.config, self.snapshots = Path(out_dir), config, set(snapshots)
         self.weights, self.seed, self.on_event = weights, seed, on_event
         self.started = time.time()
         self.last: Progress | None = None
         self.extra: dict = {}
+        self.files: list[str] = []  # the manifest: what this run wrote here (run.json "files")
         self.columns: list[str] | None = None  # the objective's own terms after the fixed columns, from event 1
+        self.rows: list[str] = []
         self.tiled = False  # a tiled run (nst.tiles) adds tile,pass columns, known from event 1
-        self.csv = open(out_dir / "losses.csv", "w", encoding="utf-8")
+        prepare_dir(self.out_dir)  # a no-op when the CLI already holds the folder
+        self.lock = _HELD[self.out_dir.resolve()]
+        try:
+            self._take_over()
+            self._save_csv()
+            self.record("running")
+        except BaseException:
+            self.close()
+            raise
 
-    def _header(self, extra: list[str]) -> None:
-        self.columns = extra
-        tail = list(TILE_COLUMNS) if self.tiled else []
-        self.csv.write(",".join([*CSV_HEADER, *extra, "phase", "size", *tail]) + "\n")
+    # -- the folder
+
+    def _take_over(self) -> None:
+        """Refuse foreign files in the way, move inputs aside, delete the previous run's outputs."""
+        out = self.out_dir
+        self.prev = prev = owned_files(out)
+        last = (self.config.get("optimizer") or {}).get("iterations", 0)
+        planned = {"result.png", "run.json", "losses.csv", *(f"iter_{s:04d}.png" for s in self.snapshots if s <= last)}
+        foreign = sorted(n for n in planned if (out / n).exists() and n not in prev)
+        if foreign:
+            raise UserError(f"output folder {out} holds {', '.join(foreign)}, which no earlier run of this tool "
+                            f"wrote; move them away or choose another --output")
+        need = _needed_bytes(self.config, self.snapshots) - sum((out / n).stat().st_size for n in prev)
+        free = shutil.disk_usage(out).free
+        if free < need:
+            raise UserError(f"output folder {out} has {free / 1e6:.1f} MB free; this run needs about "
+                            f"{need / 1e6:.1f} MB")
+        moved = {}
+        try:
+            for p in _input_files(self.config, out):
+                if p.name in prev:
+                    target = _aside_name(out, p.name)
+                    os.replace(p, target)
+                    moved[str(p)] = str(target)
+                    say(f"note: input {p.name} lies in the output folder; kept as {target.name}")
+            for name in prev:
+                (out / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot clear the previous run in {out}: {_why(exc)}") from None
+        if moved:
+            self.extra["inputs_moved_aside"] = moved
+
+    def _write(self, name: str, writer) -> None:
+        """Write one output through ``writer(path)`` (atomic), add it to the manifest, or fail the run."""
+        try:
+            writer(self.out_dir / name)
+        except OSError as exc:
+            raise UserError(f"cannot write {name} in {self.out_dir}: {_why(exc)}") from None
+        if name not in self.files:
+            self.files.append(name)
+
+    def write_png(self, name: str, image) -> None:
+        """An extra picture in the run folder (doodle's labels.png): atomic, in the manifest."""
+        if (self.out_dir / name).exists() and name not in self.prev and name not in self.files:
+            raise UserError(f"output folder {self.out_dir} holds {name}, which no earlier run of this tool wrote; "
+                            f"move it away or choose another --output")
+        self._write(name, lambda path: save_png(np.asarray(image, np.float32), path, self._png_text()))
+
+    def _save_csv(self) -> None:
+        header = ",".join([*CSV_HEADER, *(self.columns or []), "phase", "size", *(TILE_COLUMNS if self.tiled else ())])
+        data = ("\n".join([header, *self.rows]) + "\n").encode("utf-8")
+        self._write("losses.csv", lambda path: write_atomic(path, data))
+
+    # -- events
 
     def __call__(self, ev: Progress) -> None:
-        self.last = ev
         if self.columns is None:
+            self.columns = extra_columns(ev.terms)
             self.tiled = ev.tile_passes > 0
-            self._header(extra_columns(ev.terms))
-        self.csv.write(",".join(ev.csv_values(self.columns, self.tiled)) + "\n")
-        self.csv.flush()
+        self.rows.append(",".join(ev.csv_values(self.columns, self.tiled)))
+        self._save_csv()
+        self.last = ev
+        if not math.isfinite(ev.total):
+            raise UserError(f"the loss is not finite ({ev.total}) at iteration {ev.iteration}: the weighted loss "
+                            f"overflows float32; lower the loss weights (loss.*_weight)")
         if ev.iteration in self.snapshots:
-            save_png(ev.image, self.out_dir / f"iter_{ev.iteration:04d}.png", self._png_text(ev))
+            self._write(f"iter_{ev.iteration:04d}.png",
+                        lambda path: save_png(ev.image, path, self._png_text(ev)))
         if self.on_event:
             self.on_event(ev)
 
@@ -98,74 +377,114 @@ class RunRecorder:
             text["nst:scale"] = f"{ev.phase + 1}/{ev.phases} {ev.size[1]}x{ev.size[0]}"
         return text
 
-    def record(self, status: str, stop: str = "") -> dict:
+    # -- the end
+
+    def record(self, status: str, stop: str = "", error: str = "") -> dict:
         last = self.last
         info = {
             "status": status,
             "stop_reason": stop,
+            **({"error": error} if error else {}),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "wall_seconds": round(time.time() - self.started, 3),
             "peak_memory_mb": round(peak_memory_mb(), 1),
             "iterations_done": last.iteration if last else 0,
-            "final_losses": ({"content": last.content, "style": last.style, "tv": last.tv, "total": last.total,
-                              **last.terms} if last else None),
+            "final_losses": ({k: _number(v) for k, v in {"content": last.content, "style": last.style,
+                                                         "tv": last.tv, "total": last.total, **last.terms}.items()}
+                             if last else None),
             "seed": self.seed,
             "network": self.weights.network,
             "weights": {"source": self.weights.source, "path": self.weights.path, "sha256": self.weights.sha256,
                         "notice": self.weights.notice},
             "versions": versions(),
+            "files": sorted({*self.files, "run.json", *(["result.png"] if status == "finished" else [])}),
             **self.extra,
             "config": self.config,
         }
-        fd, tmp = tempfile.mkstemp(suffix=".json", dir=self.out_dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=2)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.out_dir / "run.json")
+        data = json.dumps(info, indent=2).encode("utf-8")
+        self._write("run.json", lambda path: write_atomic(path, data))
         return info
 
     def finish(self, image, stop: str) -> dict:
-        if self.columns is None:
-            self._header([])
-        self.csv.close()
-        info = self.record("finished", stop)  # run.json first: result.png is the "done" marker
+        """Check the result, then: result.png to a temporary name, run.json "finished", rename (the marker)."""
+        last = self.last
+        if last is None:
+            raise UserError(f"the optimiser stopped before its first iteration ({stop}): the loss or its gradient "
+                            f"is not usable (an overflow? lower the loss weights)")
+        if not math.isfinite(last.total) or not np.isfinite(image).all():
+            raise UserError(f"the run ended with a loss of {last.total} or a non-finite image: not a result")
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=self.out_dir)
+        os.close(fd)
         opts = self.config.get("result") or {}  # prints: bit depth, sRGB profile, DPI (nst.config.ResultConfig)
         depth, icc, dpi = opts.get("bit_depth", 8), opts.get("icc", False), opts.get("dpi")
-        text = self._png_text()
-        if opts.get("tiff"):
-            save_tiff(image, self.out_dir / "result.tif", depth, icc, dpi, text["nst:config"])
-        save_png(image, self.out_dir / "result.png", text, depth, icc, dpi)
+        try:
+            if opts.get("tiff"):
+                self._write("result.tif", lambda path: save_tiff(image, path, depth, icc, dpi,
+                                                                 self._png_text()["nst:config"]))
+            self._write(Path(tmp).name, lambda path: save_png(image, path, self._png_text(), depth, icc, dpi))
+            self.files.remove(Path(tmp).name)
+            info = self.record("finished", stop)
+            os.replace(tmp, self.out_dir / "result.png")  # a rename needs no space: the last step
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         return info
 
-    def abort(self, status: str, stop: str = "") -> dict:
-        if self.columns is None:
-            self._header([])
-        if not self.csv.closed:
-            self.csv.close()
-        return self.record(status, stop)
+    def abort(self, status: str, error: str = "", stop: str = "") -> str:
+        """Record an interrupted, cancelled or failed run; returns "" or why run.json could not be written."""
+        for attempt in range(2):
+            try:
+                self.record(status, stop, error=error)
+                return ""
+            except UserError as exc:
+                if attempt:
+                    return str(exc)
+                self.lock.free_reserve()  # a full disk: give up the reserve, then try once more
+        return ""
+
+    def kept(self) -> str:
+        snaps = [n for n in self.files if n.startswith("iter_")]
+        rows = len(self.rows)
+        return (f"run.json (status interrupted), losses.csv ({rows} iteration{'s' * (rows != 1)})"
+                + (f" and {len(snaps)} snapshot{'s' * (len(snaps) != 1)}" if snaps else "")
+                + f" kept in {self.out_dir}; no result.png written")
+
+    def close(self) -> None:
+        _release(self.out_dir)
 
 
 def record_run(recorder: RunRecorder, printer, work) -> dict:
     """Run ``work() -> (image, stop reason)`` under ``recorder``; returns run.json's record.
 
     An interrupted or failed run keeps its snapshots and log and says so in run.json; only a finished
-    one gets result.png.
+    one gets result.png. A UserError inside the run (a non-finite loss, a failed write) ends it as failed.
     """
     try:
-        image, stop = work()
-    except Cancelled as exc:  # stopped by its caller (studio, sweep): recorded, not an error
-        printer.close()
-        say(f"cancelled: {exc}; snapshots, losses.csv and run.json kept")
-        return recorder.abort("cancelled", str(exc))
-    except KeyboardInterrupt:
-        recorder.abort("interrupted")
-        raise
-    except BaseException:
-        recorder.abort("failed")
-        raise
-    printer.close()
-    done = recorder.finish(image, stop)
+        try:
+            image, stop = work()
+            printer.close()
+            done = recorder.finish(image, stop)
+        except Cancelled as exc:  # stopped by its caller (studio, sweep): recorded, not an error
+            printer.close()
+            trouble = recorder.abort("cancelled", stop=str(exc))
+            if trouble:
+                raise UserError(f"run cancelled, but run.json could not be updated ({trouble})") from None
+            say(f"cancelled: {exc}; snapshots, losses.csv and run.json kept")
+            return _run_record(recorder.out_dir) or {}
+        except KeyboardInterrupt:
+            recorder.abort("interrupted")
+            raise Interrupted(recorder.kept()) from None
+        except UserError as exc:
+            trouble = recorder.abort("failed", error=str(exc))
+            if trouble:
+                raise UserError(f"{exc}; run.json could not be updated either ({trouble})") from None
+            raise
+        except BaseException as exc:
+            recorder.abort("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+    finally:
+        recorder.close()
     out = recorder.out_dir
     say(f"done: {out / 'result.png'} ({done['iterations_done']} iterations, {done['wall_seconds']:.1f} s, "
         f"peak {done['peak_memory_mb']:.0f} MB; {stop})")

@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,16 +41,22 @@ def read_losses(run_dir: str | Path) -> dict[str, np.ndarray]:
     path = run_dir / "losses.csv"
     if not path.is_file():
         raise UserError(f"no losses.csv in {run_dir}: not a run folder (python -m nst.run writes one)")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{path} is not a text CSV file ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     header = tuple(c.strip() for c in rows[0]) if rows else ()
     if header[:len(CSV_HEADER)] != CSV_HEADER:
         raise UserError(f"{path} does not start with the header {','.join(CSV_HEADER)}")
     body = [r for r in rows[1:] if r]
     if not body:
         raise UserError(f"{path} has no iterations yet")
-    if any(len(r) != len(header) for r in body):
-        raise UserError(f"{path}: rows must have {len(header)} columns, as its header")
+    for n, r in enumerate(rows[1:], 2):
+        if r and len(r) != len(header):
+            raise UserError(f"{path} line {n} has {len(r)} values, the header {len(header)}")
     numeric = [i for i, name in enumerate(header) if name != "size"]  # size is "WxH"
     try:
         table = np.array([[float(r[i]) for i in numeric] for r in body], dtype=np.float64)
@@ -71,9 +78,11 @@ def read_run_config(run_dir: str | Path) -> dict | None:
     """The resolved config a run recorded in ``run.json``, or None."""
     path = Path(run_dir) / "run.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("config")
+        info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    config = info.get("config") if isinstance(info, dict) else None
+    return config if isinstance(config, dict) else None  # a run.json that is not a run record: no config
 
 
 def flatten_dict(data: dict, prefix: str = "") -> dict[str, object]:
@@ -192,11 +201,19 @@ def plot_runs(run_dirs: list[str | Path], output: str | Path, log: bool = False,
     fig.suptitle(title or ("loss curves: " + ", ".join(Path(d).resolve().name for d in run_dirs))[:110])
     fig.tight_layout(rect=(0, (0.1 + 0.2 * legend_rows) / height, 1, 1))
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".tmp-{output.name}")
     try:
-        fig.savefig(output, dpi=110)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        # marked as nst's, so that a new run in this folder may delete it (nst.outputs.is_ours)
+        png = output.suffix.lower() == ".png"
+        meta = {"nst:plot": " ".join(map(str, run_dirs))} if png else {"Creator": "nst.plot"}
+        fig.savefig(tmp, dpi=110, format=output.suffix[1:].lower(), metadata=meta)
+        os.replace(tmp, output)  # never a half-written figure
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return output
 
 
@@ -212,6 +229,9 @@ def main(argv: list[str]) -> int:
         Path(args.runs[0]) / "loss_curves.png" if len(args.runs) == 1 else Path("loss_curves.png"))
     if output.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise UserError(f"--output must end in .png, .pdf or .svg, got {output.name}")
+    blocked = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise UserError(f"--output {output} lies under {blocked}, which is a file, not a folder")
     path = plot_runs(args.runs, output, log=args.log, title=args.title)
     say(f"wrote {path}")
     return 0

@@ -7,11 +7,13 @@ Wires config -> images -> weights -> engine -> output folder. Everything that ca
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from nst.cli import run_main, say
+from nst.cli import quiet_tensorflow_import, run_main, say
 from nst.config import NSTConfig, defaults_yaml, load_config, to_dict
 from nst.determinism import seed_everything
+from nst.errors import UserError
 from nst.events import Control
 from nst.inputs import load_inputs
 from nst.outputs import RunRecorder, prepare_dir, record_run
@@ -31,7 +33,8 @@ def parse_args(argv: list[str], prog: str = "python -m nst.run", what: str = "st
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
-    return [*args.set, *([f"output_dir={args.output}"] if args.output else [])]
+    # --output "" is passed on (and refused by validation), not ignored
+    return [*args.set, *([f"output_dir={json.dumps(args.output)}"] if args.output is not None else [])]
 
 
 def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = None,
@@ -47,8 +50,9 @@ def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = No
         say(f"notice: snapshots {late} lie past optimizer.iterations ({cfg.optimizer.iterations}); not written")
     content, styles, init = load_inputs(cfg)  # image errors come before TensorFlow's slow import
 
-    from nst.tiles import describe, plan_work
-    from nst.transfer import layer_weights, make_extractors, scale_plan, stylize
+    with quiet_tensorflow_import():
+        from nst.tiles import describe, plan_work
+        from nst.transfer import layer_weights, make_extractors, scale_plan, stylize
 
     weights, info = loaded_weights or load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
     layer_weights(cfg, info.network)  # unknown layers fail here, before the output folder is touched
@@ -82,7 +86,7 @@ def main(argv: list[str]) -> int:
         print(defaults_yaml(NSTConfig), end="")
         return 0
     if not args.config:
-        raise SystemExit("usage: python -m nst.run CONFIG [--set key=value ...] [--output DIR]")
+        raise UserError("no CONFIG given; usage: python -m nst.run CONFIG [--set key=value ...] [--output DIR]")
     cfg = load_config(args.config, overrides(args))
     if args.print_config:
         import yaml

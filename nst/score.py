@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nst.cli import run_main, say
+from nst.cli import quiet_tensorflow_import, run_main, say
 from nst.config import NSTConfig, load_config, to_dict
 from nst.errors import UserError
 from nst.events import AGGREGATES, aggregate
@@ -63,20 +63,27 @@ class Scorer:
 
 
 def find_reference(run_dir: Path, cfg: NSTConfig) -> Reference | None:
-    """The final losses of the run in ``run_dir`` (run.json, else the last losses.csv row), or None."""
-    info = None
-    try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pass
-    losses, iteration = None, 0
-    if info and info.get("final_losses"):
-        losses, iteration = info["final_losses"], int(info.get("iterations_done", 0))
-    elif (run_dir / "losses.csv").is_file():
+    """The final losses of the run in ``run_dir`` (run.json, else the last losses.csv row), or None.
+
+    A run.json or losses.csv that is there but unusable is a UserError naming it, not "missing".
+    """
+    info, path = None, run_dir / "run.json"
+    if path.is_file():
         try:
-            cols = read_losses(run_dir)
-        except UserError:
-            return None
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"reference {path} is not readable JSON ({type(exc).__name__})") from None
+        if not isinstance(info, dict):
+            raise UserError(f"reference {path} holds a {type(info).__name__}, not a run record")
+    losses, iteration = None, 0
+    if info and info.get("final_losses") is not None:
+        losses, iteration = info["final_losses"], info.get("iterations_done", 0)
+        bad = [k for k in TERMS if not isinstance(losses, dict) or not _is_number(losses.get(k))]
+        if bad or not _is_number(iteration):
+            raise UserError(f"reference {path}: final_losses lacks a number for {', '.join(bad) or 'iterations_done'}")
+        iteration = int(iteration)
+    elif (run_dir / "losses.csv").is_file():
+        cols = read_losses(run_dir)  # its errors name the file and the problem
         losses = {k: float(cols[k][-1]) for k in TERMS}
         iteration = int(cols["iteration"][-1])
     if losses is None:
@@ -88,7 +95,17 @@ def find_reference(run_dir: Path, cfg: NSTConfig) -> Reference | None:
     else:
         diffs = ["(no run.json: settings unknown)"]
     return Reference(str(run_dir), iteration, {k: float(losses[k]) for k in TERMS},
-                     info.get("status", "unknown") if info else "unknown", diffs)
+                     str(info.get("status", "unknown")) if info else "unknown", diffs)
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, str):  # a failed run records a non-finite loss as "inf" / "nan"
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_scored_image(path: str, size: tuple[int, int], limit: int) -> tuple[np.ndarray, str | None]:
@@ -109,7 +126,8 @@ def score_images(paths: list[str], cfg: NSTConfig) -> tuple[list[dict], dict]:
     content, styles, _ = load_inputs(cfg)
     size = (content.shape[1], content.shape[0])
     images = [(p, *load_scored_image(p, size, cfg.image.max_input_pixels)) for p in paths]  # fail before TF work
-    from nst.transfer import layer_weights, make_extractor  # imports TensorFlow
+    with quiet_tensorflow_import():
+        from nst.transfer import layer_weights, make_extractor  # imports TensorFlow
 
     weights, info = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
     layer_weights(cfg, info.network)
@@ -154,6 +172,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     cfg = load_config(args.config, args.set)
+    problem = ""
     if args.reference:
         ref_dir = Path(args.reference)
         if not ref_dir.is_dir():
@@ -162,13 +181,16 @@ def main(argv: list[str]) -> int:
         if ref is None:
             raise UserError(f"reference run folder {ref_dir} holds neither run.json with final losses nor losses.csv")
     else:
-        ref_dir = Path(cfg.output_dir)
-        ref = find_reference(ref_dir, cfg) if ref_dir.is_dir() else None
+        ref_dir, ref, problem = Path(cfg.output_dir), None, ""
+        try:
+            ref = find_reference(ref_dir, cfg) if ref_dir.is_dir() else None
+        except UserError as exc:  # not asked for by name: say why it is unusable, and score anyway
+            problem = str(exc)
 
     scores, setup = score_images(args.images, cfg)
     ref_text = (f"reference run: {ref.run_dir} ({ref.status}, iteration {ref.iteration})" if ref else
-                f"reference run: none found (no run.json or losses.csv in {ref_dir}); make one with "
-                f"`python -m nst.run {args.config}` or pass --reference RUN_DIR")
+                f"reference run: none found ({problem or f'no run.json or losses.csv in {ref_dir}'}); make one "
+                f"with `python -m nst.run {args.config}` or pass --reference RUN_DIR")
     if args.json:
         out = {"config": str(args.config), "overrides": args.set, **setup, "images": scores,
                "reference": ({"run_dir": ref.run_dir, "iteration": ref.iteration, "status": ref.status,

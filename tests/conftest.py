@@ -65,7 +65,9 @@ def write_config(folder: Path, text: str = "", name: str = "run.yaml") -> Path:
     """A config in ``folder`` whose content/style point at the shared sample images (absolute paths)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    head = f"content: {CONTENT}\nstyle: {STYLE}\n"
+    given = {line.split(":", 1)[0] for line in text.splitlines() if ":" in line and not line.startswith(" ")}
+    # a key given twice is refused (as YAML should be): ``text`` may replace the sample content or style
+    head = "".join(f"{k}: {v}\n" for k, v in (("content", CONTENT), ("style", STYLE)) if k not in given)
     path.write_text(head + text, encoding="utf-8")
     return path
 
