@@ -54,8 +54,6 @@ def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = No
     out = prepare_dir(Path(cfg.output_dir))
     say(f"doodle ({cfg.doodle.method}): {w}x{h} px in {len(plan)} phase(s) {describe(plan, cfg.tiles)}; "
         f"output -> {out}")
-    if inputs.labels is not None:
-        render_labels_png(inputs.labels, inputs.map_names, out / "labels.png")
     seed_everything(cfg.seed)
     extractors = make_extractors(cfg, weights, info.network, inputs.scene.content is not None)
 
