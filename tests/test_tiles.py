@@ -286,7 +286,7 @@ def test_tiled_cli_run_writes_the_print_contract(run_inprocess, make_config, tmp
                       "tiles: {size: 64, overlap: 16, max_pixels: 4096, passes: 2}\n"
                       "result: {bit_depth: 16, tiff: true, dpi: 240}\nsnapshots: [6]\n")
     out = tmp_path / "run"
-    res = run_inprocess([cfg, "--output", out, *[a for s in FAST for a in ("--set", s)]])
+    res = run_inprocess([cfg, "--output", out, "--set", "progress.every=1", *[a for s in FAST for a in ("--set", s)]])
     assert res.rc == 0, res.err
     assert "tile 1/" in res.err and "pass 2/2" in res.err and "left" in res.err
     cols = read_losses(out)
