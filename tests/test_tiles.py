@@ -309,7 +309,8 @@ def test_tiled_cli_run_writes_the_print_contract(run_inprocess, make_config, tmp
 ])
 def test_bad_print_values_are_one_line_errors(run_inprocess, make_config, tmp_path, clean_error, setting, needle):
     out = tmp_path / "out"
-    res = run_inprocess([make_config(), "--set", "tiles.size=64", "--set", setting, "--output", out])
+    res = run_inprocess([make_config(), "--set", "tiles.size=64", "--set", "tiles.overlap=16", "--set", setting,
+                         "--output", out])
     clean_error(res, needle, out_dir=out)
 
 
@@ -318,7 +319,7 @@ def test_patch_doodle_refuses_tiles(tmp_path, clean_error, run_cli):
 
     cfg = tmp_path / "d.yaml"
     cfg.write_text(f"style: {DATA / 'doodle' / 'Monet.jpg'}\ndoodle: {{target_map: {DATA / 'doodle' / 'Coastline_sem.png'}, "
-                   f"method: patch, phases: 1}}\nimage: {{size: 128}}\ntiles: {{size: 64, max_pixels: 4096}}\n"
+                   f"method: patch, phases: 1}}\nimage: {{size: 128}}\ntiles: {{size: 64, overlap: 16, max_pixels: 4096}}\n"
                    f"model: {{network: vgg16}}\n")
     res = run_cli([cfg, "--output", tmp_path / "out"], module="doodle.run")
     clean_error(res, "doodle.method", "tiles", out_dir=tmp_path / "out")
