@@ -86,9 +86,9 @@ class LabelsConfig:
 
 @dataclass(frozen=True)
 class DoodleSection:
-    style_map: Union[str, None] = None  # the style image's map; null = <style>_sem.png beside it
+    style_map: Union[str, None] = None  # the style image's map; null = <style>_sem.png beside it; auto = made
     target_map: Union[str, None] = None  # the doodle: the output's layout; null = the content map, if any
-    content_map: Union[str, None] = None  # the content photo's map; null = <content>_sem.png beside it
+    content_map: Union[str, None] = None  # the content photo's map; null = <content>_sem.png beside it; auto = made
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     method: str = "patch"  # patch: semantic patches (Champandard) | gram: per-label Gram matrices (the original code)
     mask_smoothing: bool = False  # Gram masks: also a 3x3 average at each conv, as the original (else pooling only)
@@ -124,6 +124,9 @@ class DoodleConfig:
     result: ResultConfig = field(default_factory=ResultConfig)
 
 
+# doodle.style_map / doodle.content_map: make the map automatically (doodle/automap.py), matched to the other.
+AUTO = "auto"
+
 # Keys holding file paths: relative ones resolve against the config file's folder (from --set: the current one).
 PATH_KEYS = ("style", "content", "output_dir", "model.weights", "init.path",
              "doodle.style_map", "doodle.target_map", "doodle.content_map")
@@ -149,6 +152,17 @@ def check_doodle(cfg: DoodleConfig) -> None:
     if d.content_map and d.target_map:
         raise UserError("config keys 'doodle.target_map' and 'doodle.content_map' are both set: with a content "
                         "photo the output's layout is its map, so give only content_map")
+    if d.target_map == AUTO:
+        raise UserError("config key 'doodle.target_map' cannot be 'auto': the doodle is painted by hand (in the "
+                        "style map's colours); 'auto' is for doodle.style_map and doodle.content_map")
+    if d.style_map == AUTO and d.target_map:
+        raise UserError("config key 'doodle.style_map' is 'auto' but doodle.target_map is a hand-painted doodle "
+                        "whose colours an automatic map cannot know: make the style map first with "
+                        "`python -m doodle.segment STYLE` and paint the doodle in its colours")
+    if d.style_map == AUTO and not cfg.content:
+        raise UserError("config key 'doodle.style_map' is 'auto' but no content photo is given: an automatic style "
+                        "map is matched to the content photo's regions; for a doodle, make the map with "
+                        "`python -m doodle.segment STYLE` and paint the doodle in its colours")
     if cfg.init.method == "content" and not cfg.content:
         raise UserError("config key 'init.method' is 'content' but no content photo is given")
     if d.labels.mode == "kmeans" and d.labels.count is None:

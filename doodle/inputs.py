@@ -4,8 +4,10 @@ Champandard 2016 (arXiv:1603.01768). Maps pair with their image by the ``_sem.pn
 (``Monet.jpg`` <-> ``Monet_sem.png``). The output's layout map is ``doodle.target_map`` (the doodle) or,
 with a content photo, ``doodle.content_map`` / the photo's paired map. A map is fitted to its image at the
 image's own resolution (scale-only differences: nearest-neighbour resize, noted; other aspect ratios: an
-error); labels are found on the maps as painted, then turned into one-hot masks and area-resized to the
-working sizes. Every refusal is a :class:`UserError`, raised before any output is written.
+error). ``auto`` for the style or content map makes it (doodle/automap.py) in the other map's colours,
+regions paired by VGG feature similarity (doodle/automatch.py); both ``auto``: both made, then matched.
+Labels are found on the maps as painted, then turned into one-hot masks and area-resized to the working
+sizes. Every refusal is a :class:`UserError`, raised before any output is written.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.config import DoodleConfig
+from doodle.automatch import auto_pair
+from doodle.config import AUTO, DoodleConfig
 from doodle.engine import Scene
 from doodle.maps import LabelSet, find_labels, label_masks, load_map, match_map_to_image, pair_map_path
 from doodle.masks import resize_masks
@@ -32,14 +35,19 @@ class Inputs:
     init_file: np.ndarray | None = None
 
 
+def _given(value: str) -> Path | str:
+    """A configured map: a file, or the literal AUTO (made by doodle/automap.py)."""
+    return AUTO if value == AUTO else Path(value)
+
+
 def _map_paths(cfg: DoodleConfig, notes: list[str]) -> tuple[Path | None, Path | None, str]:
     """(style map, layout map, the layout map's role name); pairs by ``_sem.png``; drops a lone paired map."""
     d = cfg.doodle
-    style_map = Path(d.style_map) if d.style_map else pair_map_path(cfg.style)
+    style_map = _given(d.style_map) if d.style_map else pair_map_path(cfg.style)
     if d.target_map:
         layout, role, explicit = Path(d.target_map), "target_map", True
     elif cfg.content:
-        layout, role, explicit = (Path(d.content_map) if d.content_map else pair_map_path(cfg.content),
+        layout, role, explicit = (_given(d.content_map) if d.content_map else pair_map_path(cfg.content),
                                   "content_map", bool(d.content_map))
     else:
         layout, role, explicit = None, "target_map", False
@@ -81,7 +89,16 @@ def load_inputs(cfg: DoodleConfig) -> Inputs:
     raw_content = read_image(cfg.content, "content image", limit) if cfg.content else None
     style_path, layout_path, role = _map_paths(cfg, notes)
     maps: dict[str, np.ndarray] = {}
-    if style_path is not None:
+    if AUTO in (style_path, layout_path):
+        hand_style = None if style_path == AUTO else _fit(_load(style_path, "style_map"), raw_style.shape[:2],
+                                                         "style_map", style_path, notes)
+        hand_content = None if layout_path == AUTO else _fit(_load(layout_path, role), raw_content.shape[:2], role,
+                                                           layout_path, notes)
+        maps["style_map"], maps[role], auto_notes = auto_pair(raw_style.astype(np.float32), hand_style,
+                                                               raw_content.astype(np.float32), hand_content,
+                                                               seed=cfg.seed)
+        notes += auto_notes
+    elif style_path is not None:
         maps["style_map"] = _fit(_load(style_path, "style_map"), raw_style.shape[:2], "style_map", style_path, notes)
         layout = _load(layout_path, role)
         if raw_content is not None:

@@ -102,10 +102,12 @@ def score(image: Path, config: str) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--sizes", type=int, nargs="*", default=[256, 512], help="evaluation sizes; none: skip the table")
     p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--runs", action="store_true", help="also run oil_landscape.yaml and fast.yaml end to end")
+    p.add_argument("--configs", nargs="+", default=["configs/oil_landscape.yaml", "configs/fast.yaml"],
+                   help="the run configs --runs times (default: the main job and fast.yaml)")
     p.add_argument("--out", default=str(ROOT / "runs" / "benchmark"), help="where --runs writes its run folders")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -129,7 +131,7 @@ def main() -> None:
         return
     out = Path(args.out)
     print(f"\n{'config':>22} {'path':>13} {'iterations':>10} {'wall s':>7} {'total loss':>11} {'peak MB':>8}")
-    for config in ("configs/oil_landscape.yaml", "configs/fast.yaml"):
+    for config in args.configs:
         r = timed_run(config, out / Path(config).stem)
         if "error" in r:
             print(f"{config:>22} failed: {r['error']}", flush=True)

@@ -286,8 +286,9 @@ def _apply_override(raw: dict, keys: list[str], value: Any) -> None:
 
 
 def _resolve_paths(raw: dict, base: Path, path_keys: tuple[str, ...] = PATH_KEYS) -> None:
-    def fix(p: Any) -> Any:
-        return str((base / p).resolve()) if isinstance(p, str) and p and not Path(p).is_absolute() else p
+    def fix(p: Any) -> Any:  # "auto" stays literal: doodle's automatic maps (doodle.style_map: auto)
+        keep = not isinstance(p, str) or p in ("", "auto") or Path(p).is_absolute()
+        return p if keep else str((base / p).resolve())
 
     for dotted in path_keys:
         if dotted == "style[].path":
