@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from nst.colors import luminance_transfer, match_color_histogram
 from nst.config import NSTConfig
-from nst.engine import Extractors, Result, Scale, as_extractors, run_plan
+from nst.engine import Extractors, Result, Scale, as_extractors
 from nst.events import Callback, Control, as_control
 from nst.features import FeatureExtractor, canonical_layer
 from nst.images import resize
@@ -138,8 +138,11 @@ def stylize(content: np.ndarray, styles: list[tuple[np.ndarray, float]], cfg: NS
     c0 = content if tuple(first) == content.shape[:2] else resize(content, (first[1], first[0]), "content")
     init = None if init_file is None else (init_file if init_file.shape[:2] == c0.shape[:2]
                                            else resize(init_file, (first[1], first[0]), "init image"))
-    result = run_plan(plan, build, extractors, initial_image(cfg, c0, init), cfg.optimizer, as_control(control),
-                      precision, cfg.optimizer.xla, log, cache_dir, choice)
+    from nst.tiles import TransferTiles, run_tiled_plan  # scales over tiles.max_pixels in tiles (prints)
+
+    result = run_tiled_plan(plan, build, TransferTiles(content, styles, cfg), extractors, initial_image(cfg, c0, init),
+                            cfg.optimizer, cfg.tiles, as_control(control), precision, cfg.optimizer.xla, log, cache_dir,
+                            choice)
     if cfg.color.preserve == "luminance":
         result.image = luminance_transfer(result.image, content)
     return result
