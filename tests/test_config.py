@@ -103,7 +103,8 @@ def test_shipped_config_loads(path):
     kind = next((k for k in OTHER_SCHEMAS if k in raw), None)
     if kind:
         module, func = OTHER_SCHEMAS[kind]
-        cfg = getattr(importlib.import_module(module), func)(path)
+        extra = [["content=clip.mp4"]] if kind == "video" else []  # a video's content is the --input clip
+        cfg = getattr(importlib.import_module(module), func)(path, *extra)
         if kind == "figure":  # a figure starts from a run config (nst or doodle), which must load too
             base = path.parent / cfg.base
             base_kind = "doodle" if "doodle" in yaml.safe_load(base.read_text(encoding="utf-8")) else None
