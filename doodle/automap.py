@@ -84,6 +84,7 @@ class AutoMapOptions:
     guide_eps: float = 0.01  # guided filter regulariser (colours 0..1)
     majority: int = 5  # majority filter window (0 = none)
     min_region: float = 0.005  # connected pieces under this fraction of the image are merged away
+    thin: float = 0.05  # regions no thicker than this x the short side are seams or frame strips: merged away
     max_size: int = 1024  # the full-resolution step runs at most at this long side (memory: (H, W, 3, k) floats)
 
 
@@ -425,6 +426,25 @@ def remove_small_regions(labels: np.ndarray, min_pixels: int) -> np.ndarray:
     return labels[iy, ix]
 
 
+def merge_thin_regions(labels: np.ndarray, k: int, min_thickness: float) -> np.ndarray:
+    """Give every region whose largest inscribed disc has a radius <= ``min_thickness`` px to its neighbours.
+
+    Such regions are seams along a boundary between two textures, or strips along the frame, where VGG's
+    features mix both sides or carry the convolutions' zero padding: k-means makes them clusters of their own.
+    """
+    from scipy import ndimage
+
+    out = labels.copy()
+    for label in range(k):
+        mask = out == label
+        if not mask.any() or mask.all():
+            continue
+        if ndimage.distance_transform_edt(mask).max() <= min_thickness:
+            _, (iy, ix) = ndimage.distance_transform_edt(mask, return_indices=True)  # nearest pixel outside
+            out[mask] = out[iy[mask], ix[mask]]
+    return out
+
+
 def _relabel_by_area(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Labels renumbered 0..k-1 by area (largest first; empty labels dropped); returns (labels, shares)."""
     counts = np.bincount(labels.ravel())
@@ -494,6 +514,7 @@ def segment_labels(image: np.ndarray, labels: int | None = None, seed: int = 0,
     lab = np.argmax(q, axis=-1).astype(np.int32)
     lab = majority_filter(lab, unary.shape[-1], opts.majority)
     lab = remove_small_regions(lab, max(1, int(opts.min_region * fh * fw)))
+    lab = merge_thin_regions(lab, k, opts.thin * min(fh, fw))
     if (fh, fw) != (h, w):  # a very large image: nearest-neighbour up to its size
         lab = lab[(np.arange(h) * fh // h)[:, None], (np.arange(w) * fw // w)[None, :]]
     lab, shares = _relabel_by_area(lab)

@@ -27,6 +27,8 @@ from nst.config import (
     ModelConfig,
     OptimizerConfig,
     ProgressConfig,
+    ResultConfig,
+    TilesConfig,
     check_choices,
     check_common,
     load_config,
@@ -118,6 +120,8 @@ class DoodleConfig:
     optimizer: DoodleOptimizer = field(default_factory=DoodleOptimizer)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
     doodle: DoodleSection = field(default_factory=DoodleSection)
+    tiles: TilesConfig = field(default_factory=TilesConfig)  # prints: phases over tiles.max_pixels run in tiles
+    result: ResultConfig = field(default_factory=ResultConfig)
 
 
 # doodle.style_map / doodle.content_map: make the map automatically (doodle/automap.py), matched to the other.

@@ -29,7 +29,7 @@ from doodle.config import DoodleConfig
 from doodle.losses import total_variation_original
 from doodle.scene import Scene
 from doodle.terms import PatchTerm, RegionalGramTerm
-from nst.engine import Extractors, Result, Scale, as_extractors, run_plan, upsample
+from nst.engine import Extractors, Result, Scale, as_extractors, upsample
 from nst.errors import UserError
 from nst.events import Callback, Control, as_control
 from nst.features import FeatureExtractor, all_layers, canonical_layer
@@ -37,6 +37,7 @@ from nst.images import MIN_SIDE, resize
 from nst.losses import total_variation
 from nst.objective import Objective
 from nst.terms import ContentTerm, TVTerm, content_targets
+from nst.tiles import run_tiled_plan
 from nst.transfer import RGB_MEAN
 from nst.transfer import initial_image as nst_initial_image
 from nst.weights import Weights
@@ -193,6 +194,8 @@ def paint(scene: Scene, cfg: DoodleConfig, extractors: Extractors | FeatureExtra
     def build(index: int, hw: tuple[int, int], extractor: FeatureExtractor) -> Objective:
         return make_objective(extractor, scene.scaled(hw), cfg)
 
+    from doodle.tiles import DoodleTiles  # phases over tiles.max_pixels in tiles (prints)
+
     x0 = initial_image(cfg, scene.scaled(plan[0].hw), init_file)
-    return run_plan(plan, build, extractors, x0, cfg.optimizer, as_control(control), precision,
-                    cfg.optimizer.xla, log, cache_dir)
+    return run_tiled_plan(plan, build, DoodleTiles(scene, cfg), extractors, x0, cfg.optimizer, cfg.tiles,
+                          as_control(control), precision, cfg.optimizer.xla, log, cache_dir)

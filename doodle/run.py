@@ -33,6 +33,8 @@ def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = No
     with quiet_tensorflow_import():
         from doodle.engine import make_extractors, needed_layers, paint, phase_plan
     from doodle.inputs import load_inputs
+    from doodle.tiles import check_tiles
+    from nst.tiles import describe, plan_work
 
     inputs = load_inputs(cfg)
     for note in inputs.notes:
@@ -44,17 +46,19 @@ def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = No
     weights, info = loaded_weights or load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
     needed_layers(cfg, info.network, inputs.scene.content is not None)  # unknown layer names fail here
     plan = phase_plan(cfg, inputs.scene.size, info.network)  # and too many phases for the size here
+    check_tiles(cfg, plan)  # and a method that cannot run in tiles at a print size here
     say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
     if info.notice:
         say(f"notice: {info.notice}")
     h, w = inputs.scene.size
     out = prepare_dir(Path(cfg.output_dir))
-    say(f"doodle ({cfg.doodle.method}): {w}x{h} px in {len(plan)} phase(s) "
-        f"{' -> '.join(f'{s.hw[1]}x{s.hw[0]}' for s in plan)}; output -> {out}")
+    say(f"doodle ({cfg.doodle.method}): {w}x{h} px in {len(plan)} phase(s) {describe(plan, cfg.tiles)}; "
+        f"output -> {out}")
     seed_everything(cfg.seed)
     extractors = make_extractors(cfg, weights, info.network, inputs.scene.content is not None)
 
-    printer = ProgressPrinter(cfg.optimizer.iterations, cfg.progress.every, cfg.progress.quiet)
+    printer = ProgressPrinter(cfg.optimizer.iterations, cfg.progress.every, cfg.progress.quiet,
+                              work=plan_work(plan, cfg.tiles))
     recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
     recorder.extra.update({
         "method": cfg.doodle.method,

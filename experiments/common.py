@@ -353,7 +353,8 @@ def common_args(p: argparse.ArgumentParser) -> None:
                    help="override a key of every run, after the figure's settings (e.g. model.network=vgg16)")
     p.add_argument("--force", action="store_true", help="rerun even when an identical finished run exists")
     p.add_argument("--ray", action="store_true", help="run each figure's runs in parallel on a local Ray")
-    p.add_argument("--address", metavar="ADDR", help="run on a Ray cluster: auto or ray://HOST:PORT (docs/SWEEPS.md)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="run on a Ray cluster: HOST:PORT, auto or ray://HOST:PORT (docs/SWEEPS.md)")
     p.add_argument("--max-parallel", type=int, metavar="N", help="at most N runs at once on Ray")
 
 

@@ -99,6 +99,23 @@ class ProgressConfig:
 
 
 @dataclass(frozen=True)
+class TilesConfig:
+    # scales with more pixels than this are optimised in overlapping tiles (measured: README "Prints")
+    max_pixels: int = 1_048_576
+    size: int = 512  # tile side in px (every tile of a scale has this shape; smaller only if the image is)
+    overlap: int = 64  # px neighbouring tiles share, blended with a raised cosine
+    passes: int = 2  # passes over the tile grid; every other pass is shifted by half a stride
+
+
+@dataclass(frozen=True)
+class ResultConfig:
+    bit_depth: int = 8  # result.png: 8 | 16 (16 keeps the optimiser's float image without 8-bit rounding)
+    tiff: bool = False  # also write result.tif (same bit depth, profile and DPI)
+    dpi: Union[float, None] = None  # print resolution recorded in the result; null = none
+    icc: bool = True  # embed the sRGB ICC profile (the pixels are sRGB)
+
+
+@dataclass(frozen=True)
 class NSTConfig:
     content: Union[str, None] = None
     style: list[StyleImage] = field(default_factory=list)
@@ -116,6 +133,8 @@ class NSTConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
+    tiles: TilesConfig = field(default_factory=TilesConfig)
+    result: ResultConfig = field(default_factory=ResultConfig)
 
 
 # Keys holding file paths (dotted), resolved against the config file's folder.
@@ -432,6 +451,28 @@ def check_common(cfg: Any) -> None:
         raise UserError(f"every loss weight is 0 ({', '.join(f'loss.{k}' for k in weights)}): there is nothing to "
                         f"optimise; set loss.style_weight or loss.content_weight above 0")
     check_scales(cfg)
+    check_prints(cfg)
+
+
+def check_prints(cfg) -> None:
+    """``tiles`` and ``result`` (where a schema has them): tiles larger than their overlap, sane print values."""
+    t, r = getattr(cfg, "tiles", None), getattr(cfg, "result", None)
+    if t is not None:
+        if t.size < 64:
+            raise UserError(f"config key 'tiles.size' must be at least 64 px, got {t.size}")
+        if not 0 <= t.overlap <= t.size // 2:
+            raise UserError(f"config key 'tiles.overlap' must be in 0..tiles.size/2 ({t.size // 2} px), "
+                            f"got {t.overlap}")
+        if t.passes < 1:
+            raise UserError(f"config key 'tiles.passes' must be at least 1, got {t.passes}")
+        if t.max_pixels < t.size * t.size:
+            raise UserError(f"config key 'tiles.max_pixels' ({t.max_pixels}) must be at least one tile "
+                            f"(tiles.size^2 = {t.size * t.size})")
+    if r is not None:
+        if r.bit_depth not in (8, 16):
+            raise UserError(f"config key 'result.bit_depth' must be 8 or 16, got {r.bit_depth}")
+        if r.dpi is not None and not 1 <= r.dpi <= 100_000:
+            raise UserError(f"config key 'result.dpi' must be in 1..100000 or null, got {r.dpi}")
 
 
 def check_scales(cfg) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 AGGREGATES = ("content", "style", "tv")
 CSV_HEADER = ("iteration", *AGGREGATES, "total", "seconds")
+TILE_COLUMNS = ("tile", "pass")  # after phase,size in a tiled run's losses.csv (0, 0 on whole-image rows)
 
 
 def group(term: str) -> str:
@@ -45,6 +46,12 @@ class Progress:
     phase: int = 0  # 0-based index of the scale (coarse-to-fine phase) this iteration belongs to
     phases: int = 1
     precision: str = "float32"  # the numeric path that computed this iteration
+    # prints (nst.tiles): the tile this iteration optimised, 1-based within its pass (0: the whole image; the
+    # event's image is then the whole image as far as it is done), and the pass; tile_passes > 0 marks a tiled run
+    tile: int = 0
+    tiles: int = 0
+    tile_pass: int = 0
+    tile_passes: int = 0
 
     @property
     def size(self) -> tuple[int, int]:
@@ -63,10 +70,11 @@ class Progress:
     def tv(self) -> float:
         return aggregate(self.terms, "tv")
 
-    def csv_values(self, extra: list[str]) -> list[str]:
+    def csv_values(self, extra: list[str], tiled: bool = False) -> list[str]:
         fixed = [f"{self.iteration}", *(f"{getattr(self, a):.6g}" for a in AGGREGATES), f"{self.total:.6g}",
                  f"{self.seconds:.3f}"]
-        return fixed + [f"{self.terms.get(t, 0.0):.6g}" for t in extra] + [str(self.phase), f"{self.size[1]}x{self.size[0]}"]
+        tail = [str(self.tile), str(self.tile_pass)] if tiled else []  # TILE_COLUMNS
+        return fixed + [f"{self.terms.get(t, 0.0):.6g}" for t in extra] + [str(self.phase), f"{self.size[1]}x{self.size[0]}"] + tail
 
 
 Callback = Callable[[Progress], None]

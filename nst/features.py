@@ -82,7 +82,7 @@ class FeatureExtractor:
     """Calls the VGG on RGB 0..255 images and returns float32 features by canonical layer name."""
 
     def __init__(self, weights: Weights, network: str, pooling: str, layers: list[str], precision: str = "float32"):
-        self.network, self.precision = network, precision
+        self.network, self.precision, self.pooling = network, precision, pooling
         self.layers = list(dict.fromkeys(canonical_layer(n, network) for n in layers))
         self.model = build_vgg(weights, network, pooling, self.layers, precision)
 

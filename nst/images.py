@@ -165,21 +165,44 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def save_png(img: np.ndarray, path: str | Path, text: dict[str, str] | None = None) -> None:
-    """Write a PNG atomically (temp file + rename), so a crash never leaves a half-written image."""
-    path = Path(path)
-    info = PngImagePlugin.PngInfo()
-    for key, value in (text or {}).items():
-        info.add_itxt(key, value)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
+def _write_atomic(path: Path, write) -> None:
+    """``write(tmp_path)`` then rename over ``path``, so a crash never leaves a half-written image."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        Image.fromarray(to_uint8(img)).save(tmp, format="PNG", pnginfo=info)
+        write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are for sharing
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_png(img: np.ndarray, path: str | Path, text: dict[str, str] | None = None, bit_depth: int = 8,
+             icc: bool = False, dpi: float | None = None) -> None:
+    """Write a PNG atomically; ``bit_depth`` 16, the sRGB ICC profile and DPI for prints (nst.print_files)."""
+    from nst.print_files import encode_png16, srgb_icc
+
+    path = Path(path)
+    profile = srgb_icc() if icc else None
+    if bit_depth == 16:
+        data = encode_png16(img, text, profile, dpi)
+        _write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+        return
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)
+    extra = {**({"icc_profile": profile} if profile else {}), **({"dpi": (dpi, dpi)} if dpi else {})}
+    _write_atomic(path, lambda tmp: Image.fromarray(to_uint8(img)).save(tmp, format="PNG", pnginfo=info, **extra))
+
+
+def save_tiff(img: np.ndarray, path: str | Path, bit_depth: int = 16, icc: bool = True, dpi: float | None = None,
+              description: str | None = None) -> None:
+    """Write an RGB TIFF (8 or 16 bits a sample, deflate) atomically, with the sRGB ICC profile and DPI."""
+    from nst.print_files import encode_tiff, srgb_icc
+
+    data = encode_tiff(img, bit_depth, srgb_icc() if icc else None, dpi, description)
+    _write_atomic(Path(path), lambda tmp: Path(tmp).write_bytes(data))
 
 
 def png_text(path: str | Path) -> dict[str, str]:

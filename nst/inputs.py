@@ -19,16 +19,22 @@ def load_inputs(cfg: NSTConfig, log=say) -> tuple[np.ndarray, list[tuple[np.ndar
     """(content, [(style, weight)], init image or None), float32 RGB 0..255."""
     limit = cfg.image.max_input_pixels
     content = load_image(cfg.content, cfg.image.size, "content image", limit)
-    long_side = max(1, round(max(content.shape[:2]) * cfg.image.style_scale))
-    styles = []
-    for s in cfg.style:
-        raw = read_image(s.path, "style image", limit)
-        img = resize(raw, target_size(raw.shape[:2], long_side), f"style image {Path(s.path).name}")
-        log(f"style {Path(s.path).name}: {raw.shape[1]}x{raw.shape[0]} -> {img.shape[1]}x{img.shape[0]}, "
-            f"weight {s.weight:g}")
-        styles.append((img, s.weight))
+    styles = load_styles(cfg, max(content.shape[:2]), log)
     init = None
     if cfg.init.method == "file":
         init = resize(read_image(cfg.init.path, "init image", limit), (content.shape[1], content.shape[0]),
                       "init image")
     return content, styles, init
+
+
+def load_styles(cfg: NSTConfig, content_long_side: int, log=say) -> list[tuple[np.ndarray, float]]:
+    """[(style, weight)], each resized to ``image.style_scale`` x the content's long side (video frames too)."""
+    long_side = max(1, round(content_long_side * cfg.image.style_scale))
+    styles = []
+    for s in cfg.style:
+        raw = read_image(s.path, "style image", cfg.image.max_input_pixels)
+        img = resize(raw, target_size(raw.shape[:2], long_side), f"style image {Path(s.path).name}")
+        log(f"style {Path(s.path).name}: {raw.shape[1]}x{raw.shape[0]} -> {img.shape[1]}x{img.shape[0]}, "
+            f"weight {s.weight:g}")
+        styles.append((img, s.weight))
+    return styles

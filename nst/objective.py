@@ -14,10 +14,16 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
+import logging
+
 import numpy as np
 import tensorflow as tf
 
 from nst.features import FeatureExtractor
+
+# Every objective (each scale, each probed path, each run of a figure) is its own tf.function by design; TF's
+# "excessive retracing" warning about that is noise in our logs. Real retracing is tested (tests/test_engine.py).
+tf.get_logger().setLevel(logging.ERROR)
 
 
 class Term(Protocol):

@@ -38,13 +38,13 @@ from PIL import Image
 
 from nst.cli import say
 from nst.errors import UserError
-from nst.events import CSV_HEADER, Cancelled, Progress, extra_columns
-from nst.images import save_png
+from nst.events import CSV_HEADER, TILE_COLUMNS, Cancelled, Progress, extra_columns
+from nst.images import save_png, save_tiff
 from nst.weights import WeightsInfo
 
 LOCK_NAME = ".nst-run.lock"
 RESERVE_BYTES = 256 * 1024  # kept in the lock file during a run; freed to record a failure on a full disk
-OUTPUT_NAMES = ("result.png", "run.json", "losses.csv", "labels.png")
+OUTPUT_NAMES = ("result.png", "result.tif", "run.json", "losses.csv", "labels.png")
 PLOT_NAME = "loss_curves.png"  # nst.plot's default output in a run folder (marked as ours, see is_ours)
 
 
@@ -287,6 +287,7 @@ class RunRecorder:
         self.files: list[str] = []  # the manifest: what this run wrote here (run.json "files")
         self.columns: list[str] | None = None  # the objective's own terms after the fixed columns, from event 1
         self.rows: list[str] = []
+        self.tiled = False  # a tiled run (nst.tiles) adds tile,pass columns, known from event 1
         prepare_dir(self.out_dir)  # a no-op when the CLI already holds the folder
         self.lock = _HELD[self.out_dir.resolve()]
         try:
@@ -346,7 +347,7 @@ class RunRecorder:
         self._write(name, lambda path: save_png(np.asarray(image, np.float32), path, self._png_text()))
 
     def _save_csv(self) -> None:
-        header = ",".join([*CSV_HEADER, *(self.columns or []), "phase", "size"])
+        header = ",".join([*CSV_HEADER, *(self.columns or []), "phase", "size", *(TILE_COLUMNS if self.tiled else ())])
         data = ("\n".join([header, *self.rows]) + "\n").encode("utf-8")
         self._write("losses.csv", lambda path: write_atomic(path, data))
 
@@ -355,7 +356,8 @@ class RunRecorder:
     def __call__(self, ev: Progress) -> None:
         if self.columns is None:
             self.columns = extra_columns(ev.terms)
-        self.rows.append(",".join(ev.csv_values(self.columns)))
+            self.tiled = ev.tile_passes > 0
+        self.rows.append(",".join(ev.csv_values(self.columns, self.tiled)))
         self._save_csv()
         self.last = ev
         if not math.isfinite(ev.total):
@@ -414,8 +416,13 @@ class RunRecorder:
             raise UserError(f"the run ended with a loss of {last.total} or a non-finite image: not a result")
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=self.out_dir)
         os.close(fd)
+        opts = self.config.get("result") or {}  # prints: bit depth, sRGB profile, DPI (nst.config.ResultConfig)
+        depth, icc, dpi = opts.get("bit_depth", 8), opts.get("icc", False), opts.get("dpi")
         try:
-            self._write(Path(tmp).name, lambda path: save_png(image, path, self._png_text()))
+            if opts.get("tiff"):
+                self._write("result.tif", lambda path: save_tiff(image, path, depth, icc, dpi,
+                                                                 self._png_text()["nst:config"]))
+            self._write(Path(tmp).name, lambda path: save_png(image, path, self._png_text(), depth, icc, dpi))
             self.files.remove(Path(tmp).name)
             info = self.record("finished", stop)
             os.replace(tmp, self.out_dir / "result.png")  # a rename needs no space: the last step

@@ -23,7 +23,7 @@ import numpy as np
 
 from nst.cli import run_main, say
 from nst.errors import UserError
-from nst.events import CSV_HEADER
+from nst.events import CSV_HEADER, TILE_COLUMNS
 
 TERMS = ("content", "style", "tv", "total")
 # Config keys that never change a run's losses: left out when labelling runs by their differences.
@@ -71,7 +71,7 @@ def read_losses(run_dir: str | Path) -> dict[str, np.ndarray]:
 
 def term_columns(cols: dict[str, np.ndarray]) -> list[str]:
     """The loss columns of a read losses.csv: the fixed aggregates and total, then the objective's own terms."""
-    return [k for k in cols if k not in ("iteration", "seconds", "phase")]
+    return [k for k in cols if k not in ("iteration", "seconds", "phase", *TILE_COLUMNS)]
 
 
 def read_run_config(run_dir: str | Path) -> dict | None:

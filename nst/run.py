@@ -51,6 +51,7 @@ def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = No
     content, styles, init = load_inputs(cfg)  # image errors come before TensorFlow's slow import
 
     with quiet_tensorflow_import():
+        from nst.tiles import describe, plan_work
         from nst.transfer import layer_weights, make_extractors, scale_plan, stylize
 
     weights, info = loaded_weights or load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
@@ -60,12 +61,13 @@ def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = No
     if info.notice:
         say(f"notice: {info.notice}")
     out = prepare_dir(Path(cfg.output_dir))
-    scales = " -> ".join(f"{s.hw[1]}x{s.hw[0]} ({s.iterations} it)" for s in plan)
+    scales = describe(plan, cfg.tiles)
     say(f"content {Path(cfg.content).name}: {content.shape[1]}x{content.shape[0]}; scales {scales}; output -> {out}")
     seed_everything(cfg.seed)
     extractors = make_extractors(cfg, weights, info.network)
 
-    printer = ProgressPrinter(cfg.optimizer.iterations, progress_every or cfg.progress.every, cfg.progress.quiet)
+    printer = ProgressPrinter(cfg.optimizer.iterations, progress_every or cfg.progress.every, cfg.progress.quiet,
+                              work=plan_work(plan, cfg.tiles))
     recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
     control = control or Control()
     control.subscribers.insert(0, recorder)

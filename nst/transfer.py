@@ -17,11 +17,12 @@ import tensorflow as tf
 
 from nst.colors import luminance_transfer, match_color_histogram
 from nst.config import NSTConfig
-from nst.engine import Extractors, Result, Scale, as_extractors, run_plan
+from nst.engine import Extractors, Result, Scale, as_extractors
 from nst.events import Callback, Control, as_control
 from nst.features import FeatureExtractor, canonical_layer
 from nst.images import resize
 from nst.objective import Objective
+from nst.precision import Choice
 from nst.terms import ContentTerm, GramTerm, TVTerm, content_targets, style_targets
 from nst.weights import Weights
 
@@ -111,11 +112,13 @@ def _scaled(img: np.ndarray, factor: float, what: str) -> np.ndarray:
 
 def stylize(content: np.ndarray, styles: list[tuple[np.ndarray, float]], cfg: NSTConfig,
             extractors: Extractors | FeatureExtractor, control: Control | Callback | None = None, init_file: np.ndarray | None = None,
-            log=None, cache_dir: Path | None = None, targets: Targets | None = None) -> Result:
+            log=None, cache_dir: Path | None = None, targets: Targets | None = None,
+            choice: Choice | None = None) -> Result:
     """Paint ``content`` (H, W, 3, 0..255) in the blended style of ``styles`` [(image, weight)].
 
     ``targets`` (optional, single-scale runs at float32) are used as given instead of computed, so a
-    caller stylising many images of one shape with one style computes them once. Returns the engine's
+    caller stylising many images of one shape with one style computes them once. ``choice`` pins the
+    numeric path (a video chooses it once for every frame). Returns the engine's
     :class:`nst.engine.Result` (final image, stop reason, iterations, precision record).
     """
     extractors, precision = as_extractors(extractors, cfg.precision)
@@ -135,8 +138,11 @@ def stylize(content: np.ndarray, styles: list[tuple[np.ndarray, float]], cfg: NS
     c0 = content if tuple(first) == content.shape[:2] else resize(content, (first[1], first[0]), "content")
     init = None if init_file is None else (init_file if init_file.shape[:2] == c0.shape[:2]
                                            else resize(init_file, (first[1], first[0]), "init image"))
-    result = run_plan(plan, build, extractors, initial_image(cfg, c0, init), cfg.optimizer, as_control(control),
-                      precision, cfg.optimizer.xla, log, cache_dir)
+    from nst.tiles import TransferTiles, run_tiled_plan  # scales over tiles.max_pixels in tiles (prints)
+
+    result = run_tiled_plan(plan, build, TransferTiles(content, styles, cfg), extractors, initial_image(cfg, c0, init),
+                            cfg.optimizer, cfg.tiles, as_control(control), precision, cfg.optimizer.xla, log, cache_dir,
+                            choice)
     if cfg.color.preserve == "luminance":
         result.image = luminance_transfer(result.image, content)
     return result

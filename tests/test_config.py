@@ -90,7 +90,8 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 # Configs of other schemas live in configs/ too; each is loaded with its owner's loader (a top-level key says which).
 OTHER_SCHEMAS = {"figure": ("experiments.common", "load_figure_config"),
                  "doodle": ("doodle.config", "load_doodle_config"),
-                 "base": ("nst.sweep.spec", "load_sweep")}  # a sweep file (figure configs have `figure` first)
+                 "base": ("nst.sweep.spec", "load_sweep"),  # a sweep file (figure configs have `figure` first)
+                 "video": ("nst.video.config", "load_video_config")}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -102,7 +103,8 @@ def test_shipped_config_loads(path):
     kind = next((k for k in OTHER_SCHEMAS if k in raw), None)
     if kind:
         module, func = OTHER_SCHEMAS[kind]
-        cfg = getattr(importlib.import_module(module), func)(path)
+        extra = [["content=clip.mp4"]] if kind == "video" else []  # a video's content is the --input clip
+        cfg = getattr(importlib.import_module(module), func)(path, *extra)
         if kind == "figure":  # a figure starts from a run config (nst or doodle), which must load too
             base = path.parent / cfg.base
             base_kind = "doodle" if "doodle" in yaml.safe_load(base.read_text(encoding="utf-8")) else None

@@ -12,7 +12,7 @@ from nst.config import read_yaml, to_dict
 from nst.errors import UserError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-DOODLE_CONFIGS = ["doodle_coastline.yaml", "doodle_portrait.yaml", "doodle_seed_original.yaml"]
+DOODLE_CONFIGS = ["doodle_coastline.yaml", "doodle_portrait.yaml", "doodle_seed_original.yaml", "doodle_print.yaml"]
 # name -> weight maps: their keys are data (layer names), not schema
 WEIGHT_MAPS = {"layers.content", "layers.style", "doodle.patch_layers", "doodle.patch_gram_layers"}
 

@@ -270,3 +270,49 @@ def test_nst_cli_coarse_to_fine_and_cancel_through_execute(vgg16, tmp_path, make
     assert not (tmp_path / "run" / "result.png").exists()
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "cancelled"
     assert open(tmp_path / "run" / "losses.csv").readline().startswith(",".join(CSV_HEADER))
+
+
+def test_open_terms_reach_plot_and_score_tables(tmp_path):
+    """A doodle's style.mrf / style.gram columns are read, drawn and tabled like the fixed ones."""
+    from nst.plot import active_terms, plot_runs, read_losses
+    from nst.score import format_table
+
+    run = tmp_path / "run"
+    run.mkdir()
+    header = ",".join([*CSV_HEADER, "style.mrf", "style.gram", "phase", "size"])
+    rows = [f"{i},0,{3.0 / i},{0.1},{3.0 / i + 0.1},{i * 0.5},{2.0 / i},{1.0 / i},{0 if i < 3 else 1},"
+            f"{'32x24' if i < 3 else '64x48'}" for i in range(1, 6)]
+    (run / "losses.csv").write_text("\n".join([header, *rows]) + "\n")
+    cols = read_losses(run)
+    assert list(cols["phase"]) == [0, 0, 1, 1, 1]
+    np.testing.assert_allclose(cols["style"], cols["style.mrf"] + cols["style.gram"])
+    assert active_terms([cols]) == ["content", "style", "tv", "total", "style.mrf", "style.gram"]
+    png = plot_runs([run], tmp_path / "curves.png")
+    assert png.is_file() and png.stat().st_size > 1000
+    table = format_table([{"image": "a.png", "losses": {"content": 1.0, "style": 2.0, "tv": 0.0, "total": 3.0,
+                                                         "temporal": 0.5}}], None)
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["content", "style", "tv", "total", "temporal"]
+
+
+def test_a_path_that_cannot_run_falls_back_to_float32(monkeypatch):
+    """An XLA or bf16 step that fails before its first iteration (no kernel) hands the run to plain float32."""
+    import nst.engine as engine
+
+    calls = []
+
+    def flaky_lbfgs(step, x0, cfg, iterations, report, on_round=None, rounds=1):
+        calls.append(iterations)
+        if len(calls) == 1:
+            raise tf.errors.UnimplementedError(None, None, "no deterministic XLA kernel\nmore")
+        for _ in range(iterations):
+            report({"style": tf.constant(1.0), "total": tf.constant(1.0)}, x0)
+        return Outcome(x0, iterations, "iterations done")
+
+    monkeypatch.setitem(engine.OPTIMIZERS, "lbfgs", flaky_lbfgs)
+    ext = StubExtractor()
+    content, style = _images()
+    events = []
+    res = _run([Scale((16, 16), 4)], lambda hw: _objective(ext, content, style), content, Control([events.append]),
+               choice=prec.Choice("float32", True, "test"))
+    assert calls == [4, 4] and res.iterations == 4 and [e.precision for e in events] == ["float32"] * 4
+    assert "float32+xla failed (UnimplementedError: no deterministic XLA kernel)" in res.info["precision_fallbacks"][0]

@@ -9,7 +9,7 @@ import pytest
 from nst.config import NSTConfig, load_config, read_yaml, to_dict
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-NST_CONFIGS = ["oil_landscape.yaml", "quick.yaml", "seed_original.yaml"]
+NST_CONFIGS = ["oil_landscape.yaml", "quick.yaml", "seed_original.yaml", "fast.yaml", "print_4k.yaml"]
 
 
 def _key_paths(data: dict, prefix: str = "") -> set[str]:

@@ -123,6 +123,36 @@ def test_cli_bad_input(tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_driver_sends_the_token_to_an_explicit_address_only_when_the_user_did_not_choose(tmp_path, monkeypatch):
+    """Ray >= 2.59 puts `ray start --head` in token mode when ~/.ray/auth_token exists, but a driver given
+    host:port stays 'disabled' (InvalidAuthToken): the sweep turns token mode on then, unless RAY_AUTH_MODE says."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    from nst.sweep.runners import send_token_if_present
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the user's choice wins (returns before touching Ray)
+    send_token_if_present()
+    assert __import__("os").environ["RAY_AUTH_MODE"] == "disabled"
+    # a fresh process each (Ray caches its config and token): a HOME with a token, and one without
+    probe = ("import os; from nst.sweep.runners import send_token_if_present; send_token_if_present(); "
+             "from ray._raylet import AuthenticationMode, get_authentication_mode; "
+             "print(os.environ.get('RAY_AUTH_MODE'), get_authentication_mode() == AuthenticationMode.TOKEN)")
+    modes = []
+    for has_token in (True, False):
+        home = tmp_path / f"home{int(has_token)}"
+        (home / ".ray").mkdir(parents=True)
+        if has_token:
+            (home / ".ray" / "auth_token").write_text("0123456789abcdef" * 4)
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("RAY_AUTH")}
+        r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**env, "HOME": str(home)},
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        modes.append(r.stdout.split())
+    assert modes == [["token", "True"], ["None", "False"]]  # Ray itself is in token mode only with a token
+
+
 # ---------------------------------------------------------------- runs
 
 
@@ -142,8 +172,17 @@ def check_sheet(out: Path, n_images: int):
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             runtime_env={"py_modules": [str(REPO / "nst"), str(REPO / "doodle")]})
+    # address="local": a new Ray of our own even when a `ray start` cluster runs on this machine (the default
+    # would join it, and num_cpus is refused when joining)
+    for attempt in range(3):
+        try:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR", runtime_env={"py_modules": [str(REPO / "nst"), str(REPO / "doodle")]})
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray gives its raylet a fixed 30 s to register: on an overloaded
+            if "timed out during startup" not in str(exc) or attempt == 2:  # machine that can pass; try again
+                raise
+            ray.shutdown()
     yield ray
     ray.shutdown()
 
@@ -235,11 +274,11 @@ def test_cancel_leaves_consistent_folders(ray_local, tmp_path, monkeypatch):
 
     original, started, fired = ray.wait, time.time(), []
 
-    def wait_then_interrupt(refs, **kw):  # Ctrl-C once both running points are iterating (or after 150 s)
-        logs = [p.folder / "losses.csv" for p in points[:2]]
+    def wait_then_interrupt(refs, **kw):  # Ctrl-C once both running points are iterating (at the latest at 600 s:
+        logs = [p.folder / "losses.csv" for p in points[:2]]  # on a loaded machine start-up alone took > 150 s)
         iterating = all(f.is_file() and len(f.read_text().splitlines()) > 3 for f in logs)
-        if not fired and (iterating or time.time() - started > 150):
-            fired.append(1)
+        if not fired and (iterating or time.time() - started > 600):
+            fired.append(iterating)
             raise KeyboardInterrupt
         return original(refs, **kw)
 
@@ -252,7 +291,8 @@ def test_cancel_leaves_consistent_folders(ray_local, tmp_path, monkeypatch):
         o = outcomes[p.index]
         if o["status"] == "cancelled":
             info = json.loads((p.folder / "run.json").read_text())
-            assert info["status"] == "cancelled" and 0 < info["iterations_done"] < 400
+            # stopped mid-run (when Ctrl-C came before a point iterated, it stops before its first iteration)
+            assert info["status"] == "cancelled" and (3 if fired[0] else 0) <= info["iterations_done"] < 400
             assert not (p.folder / "result.png").exists()
             assert len((p.folder / "losses.csv").read_text().splitlines()) == info["iterations_done"] + 1
         else:

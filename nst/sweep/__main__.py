@@ -1,4 +1,4 @@
-"""``python -m nst.sweep SWEEP.yaml [--set k=v] [--address auto|ray://HOST:PORT] [--local] [--max-parallel N]
+"""``python -m nst.sweep SWEEP.yaml [--set k=v] [--address HOST:PORT|auto|ray://HOST:PORT] [--local] [--max-parallel N]
 [--rerun-failed]``: run every point of a sweep file, then write ``sweep.csv`` and the contact sheet.
 
 :func:`run_points` (resume, then the runner, then one outcome per point) also serves the figure scripts.
@@ -82,7 +82,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="override a run-config key of every point, e.g. --set image.size=64")
     p.add_argument("--output", metavar="DIR", help="sweep folder (overrides the sweep file's output_dir)")
     p.add_argument("--address", metavar="ADDR",
-                   help="Ray cluster: auto (the one `ray start` made here) or ray://HOST:PORT; default: a local Ray")
+                   help="Ray cluster: HOST:PORT (the head), auto (the one `ray start` made here) or "
+                        "ray://HOST:PORT; default: a new local Ray")
     p.add_argument("--local", action="store_true", help="no Ray: run the points one after another in this process")
     p.add_argument("--max-parallel", type=int, metavar="N", help="at most N points at once (Ray)")
     p.add_argument("--rerun-failed", action="store_true", help="run failed points again (finished ones are kept)")

@@ -15,6 +15,8 @@ filesystem (docs/SWEEPS.md).
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -135,19 +137,52 @@ def shipped_modules() -> list[str]:
 
 
 def connect(address: str | None) -> None:
-    """``ray.init``: a local Ray (address None) or a cluster (``auto``, ``ray://host:port``, ``host:port``)."""
+    """``ray.init``: a new local Ray (address None) or a cluster (``auto``, ``ray://host:port``, ``host:port``).
+
+    None means ``address="local"``: Ray's own default would join a cluster that ``ray start`` left running on
+    this machine (or RAY_ADDRESS); a sweep uses a cluster only when ``--address`` names one.
+    """
     try:
         import ray
     except ImportError:
         raise UserError("Ray is not installed: pip install -e '.[cluster]' (or run with --local)") from None
     if ray.is_initialized():
         return
+    if address not in (None, "local"):
+        send_token_if_present()
     env = {"py_modules": shipped_modules(), "env_vars": {"PYTHONWARNINGS": "ignore"}}
     try:
-        ray.init(address=address, runtime_env=env, log_to_driver=False, include_dashboard=False,
+        ray.init(address=address or "local", runtime_env=env, log_to_driver=False, include_dashboard=False,
                  logging_level="ERROR")
     except ConnectionError as exc:
-        raise UserError(f"cannot reach a Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+        hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else \
+            " (a cluster with token auth also needs RAY_AUTH_MODE=token and its token here: docs/SWEEPS.md)"
+        raise UserError(f"cannot reach a Ray cluster at {address}: {str(exc).splitlines()[0]}{hint}") from None
+
+
+def send_token_if_present() -> None:
+    """Authenticate to a cluster the way ``ray.init(address="auto")`` does, for an explicit address too.
+
+    Ray >= 2.59 starts ``ray start --head`` with token auth whenever a token exists on the machine
+    (``~/.ray/auth_token``, written by any earlier local ``ray.init()``), but a driver given ``host:port``
+    keeps auth off unless RAY_AUTH_MODE=token is set, and the head answers InvalidAuthToken. So when
+    RAY_AUTH_MODE is unset and a token is present, send it (a cluster without auth ignores it). Ray's own
+    helper does this (and refreshes Ray's cached config); an older Ray has no token auth to set up.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return  # the user's choice
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available as enable)
+    except ImportError:
+        return
+    quiet = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its "token authentication is enabled" warning is about starting a cluster
+    try:
+        enable(warn_if_disabled=False)
+    finally:
+        quiet.setLevel(level)
 
 
 def slots(resources, n_points: int, max_parallel: int | None) -> int:
