@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from doodle.automap import (AutoMapOptions, auto_map, drop_thin, guided_filter, merge_thin_regions, merge_tree,
-                            remove_small_regions, segment_labels)
+                            pixel_descriptors, remove_small_regions, segment_labels)
 from doodle.automatch import auto_pair, match_regions, matched_iou
 from nst.errors import UserError
 
@@ -118,6 +118,27 @@ def test_remove_small_regions_fills_speckle_and_holes():
     expect = np.zeros((30, 30), np.int32)
     expect[:, 15:] = 1
     assert np.array_equal(out, expect)
+
+
+def test_descriptors_upsample_every_layer_and_weight_each_group_by_its_variance():
+    # the default layers run from conv2_2 (1/2 of the working size) to conv5_3 (1/16): every layer's PCA'd
+    # channels are brought to the working size, and each group (layers, Lab, x-y) has total variance = its weight
+    opts = AutoMapOptions(layer_weights=(1.0, 1.0, 2.0, 3.0), colour_weight=0.7, position_weight=0.5)
+    assert opts.layers == ("conv2_2", "conv3_3", "conv4_3", "conv5_3")
+    rng = np.random.default_rng(0)
+    h, w = 64, 48
+    feats = {name: rng.random((h // f, w // f, 12)) for name, f in zip(opts.layers, (2, 4, 8, 16))}
+    image = rng.random((h, w, 3)) * 255
+    desc = pixel_descriptors(image, feats, opts, seed=0)
+    assert desc.shape == (h, w, 4 * opts.pca_dims + 3 + 2)
+    groups = np.split(desc.reshape(h * w, -1), np.cumsum([opts.pca_dims] * 4 + [3]), axis=1)
+    weights = list(opts.layer_weights) + [opts.colour_weight, opts.position_weight]
+    for group, weight in zip(groups, weights):
+        assert np.isclose(group.var(axis=0).sum(), weight, rtol=1e-6)
+        assert np.allclose(group.mean(axis=0), 0, atol=1e-6)
+    # the coarse conv5_3 grid (4x3 cells) is interpolated, not repeated in blocks: neighbours differ smoothly
+    conv5 = groups[3].reshape(h, w, -1)
+    assert len(np.unique(conv5[..., 0].round(9))) > 4 * 3 * 4
 
 
 def test_drop_thin_drops_border_strips_and_outlines_not_blobs():
