@@ -77,23 +77,22 @@ def describe_map(rgb: np.ndarray, path: Path) -> dict:
             "shares": [round(float(s), 4) for s in labels.shares["map"]], "warnings": warnings}
 
 
-def _read(path: Path, what: str) -> np.ndarray:
-    """An input image as float 0..255, checked as segmentable before the network loads."""
+def _read(path: Path, what: str, labels: int | None = None) -> np.ndarray:
+    """An input image as float 0..255, checked as segmentable (into ``labels`` regions) before the network loads."""
     from doodle.automap import AutoMapOptions, check_image
 
     image = read_image(path, what, MAX_UPLOAD_PIXELS).astype(np.float32)
-    check_image(image, None, AutoMapOptions(), f"{what} {path.name}")
+    check_image(image, labels, AutoMapOptions(), f"{what} {path.name}")
     return image
 
 
 def make_map(req: MapRequest, folders: Folders) -> dict:
     """Segment (and match), check the maps, write them as new files; the response for the page."""
-    from doodle.automap import AutoMapOptions, auto_map, check_image
+    from doodle.automap import auto_map
     from doodle.automatch import auto_pair
     from doodle.maps import load_map, match_map_to_image
 
-    image = _read(req.image, "content image" if req.style else "image")
-    check_image(image, req.labels, AutoMapOptions(), req.image.name)  # labels vs this image, before the work
+    image = _read(req.image, "content image" if req.style else "image", req.labels)
     style = _read(req.style, "style image") if req.style else None
     hand = None
     if req.style_map is not None:
