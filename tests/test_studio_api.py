@@ -350,3 +350,15 @@ def test_make_map_bad_input_is_one_line_and_writes_nothing(client, data_dir):
     one_line_error(client.post("/api/automap", content=b"[1]", headers={"content-type": "application/json"}), 400,
                    "JSON object")
     assert sorted((root / "uploads").iterdir()) == before  # nothing refused is written
+
+
+def test_preview_of_a_print_is_shrunk_to_fit_and_small_images_are_kept():
+    from studio.jobs import PREVIEW_MAX_SIDE, png_bytes
+
+    big = np.zeros((1536, 2048, 3), np.float32)
+    big[:, 1024:] = 255.0  # right half white: the shrunk preview keeps the layout
+    shown = np.asarray(Image.open(io.BytesIO(png_bytes(big, PREVIEW_MAX_SIDE))))
+    assert shown.shape == (768, 1024, 3)
+    assert shown[:, :500].max() == 0 and shown[:, 524:].min() == 255
+    small = np.full((48, 64, 3), 7.0, np.float32)
+    assert np.asarray(Image.open(io.BytesIO(png_bytes(small, PREVIEW_MAX_SIDE)))).shape == (48, 64, 3)
