@@ -13,11 +13,10 @@ from pathlib import Path
 from nst.cli import quiet_tensorflow_import, run_main, say
 from nst.config import to_dict
 from nst.determinism import seed_everything
-from nst.errors import UserError
 from nst.events import Control
 from nst.outputs import RunRecorder, prepare_dir, record_run
 from nst.progress import ProgressPrinter
-from nst.run import overrides, parse_args
+from nst.run import config_from_args, overrides, parse_args
 from nst.weights import cache_dir, load_weights
 
 from doodle.config import DoodleConfig, defaults_yaml, load_doodle_config
@@ -82,18 +81,10 @@ def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = No
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv, prog="python -m doodle.run", what="neural doodle")
-    if args.defaults:
-        print(defaults_yaml(), end="")
-        return 0
-    if not args.config:
-        raise UserError("no CONFIG given; usage: python -m doodle.run CONFIG [--set key=value ...] [--output DIR]")
-    cfg: DoodleConfig = load_doodle_config(args.config, overrides(args))
-    if args.print_config:
-        import yaml
-
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
-        return 0
-    execute(cfg)
+    cfg = config_from_args(args, "python -m doodle.run CONFIG [--set key=value ...] [--output DIR]", defaults_yaml,
+                           lambda: load_doodle_config(args.config, overrides(args)))
+    if cfg is not None:
+        execute(cfg)
     return 0
 
 

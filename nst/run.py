@@ -80,21 +80,30 @@ def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = No
     return record_run(recorder, printer, work)
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+def config_from_args(args: argparse.Namespace, usage: str, defaults, load):
+    """The CONFIG part shared by the run CLIs (nst.run, doodle.run, nst.video): ``--defaults`` prints every key
+    with its default, a missing CONFIG is a usage error, ``--print-config`` prints the resolved config. Returns
+    the loaded config, or None when the command only printed."""
     if args.defaults:
-        print(defaults_yaml(NSTConfig), end="")
-        return 0
+        print(defaults(), end="")
+        return None
     if not args.config:
-        raise UserError("no CONFIG given; usage: python -m nst.run CONFIG [--set key=value ...] [--output DIR]")
-    cfg = load_config(args.config, overrides(args))
+        raise UserError(f"no CONFIG given; usage: {usage}")
+    cfg = load()
     if args.print_config:
         import yaml
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
-        return 0
+        return None
+    return cfg
 
-    execute(cfg)
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    cfg = config_from_args(args, "python -m nst.run CONFIG [--set key=value ...] [--output DIR]",
+                           lambda: defaults_yaml(NSTConfig), lambda: load_config(args.config, overrides(args)))
+    if cfg is not None:
+        execute(cfg)
     return 0
 
 

@@ -3,6 +3,6 @@
 ``python -m studio`` serves one page (plain HTML/CSS/JS from ``studio/static``) over Starlette + uvicorn.
 The engine runs in one worker thread (:mod:`studio.jobs`); progress reaches every open page by server-sent
 events. Modules: ``schema`` (config dataclasses -> form fields), ``files`` (folders, confinement, uploads),
-``jobs`` (queue, worker, live state), ``history`` (run folders, zip, compare), ``app`` (the routes),
-``__main__`` (the command line).
+``jobs`` (queue, worker, live state), ``history`` (run folders, zip, compare), ``automaps`` (the doodle
+tab's "make map": automatic semantic maps), ``app`` (the routes), ``__main__`` (the command line).
 """

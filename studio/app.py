@@ -28,7 +28,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from nst.errors import UserError
-from studio import history, schema
+from studio import automaps, history, schema
 from studio.files import CONFIGS, MAX_UPLOAD_BYTES, Folders
 from studio.jobs import Job, Manager
 
@@ -126,18 +126,18 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
 
     def palette(request: Request) -> Response:
         """The labels of a style image's map (or of a map itself): colours, shares, map size."""
-        from doodle.maps import find_labels, load_map, pair_map_path, to_hex
+        from doodle.maps import load_map, pair_map_path
 
         path = studio.folders.confine(request.query_params.get("path", ""), "image")
         map_path = path if path.stem.endswith("_sem") else pair_map_path(path)
         if map_path is None:
             raise UserError(f"no semantic map beside {path.name} (expected {path.stem}_sem.png)")
-        rgb = load_map(map_path)
-        labels, warnings = find_labels({"style_map": rgb}, paths={"style_map": map_path})
-        return JSONResponse({"map": str(map_path), "width": rgb.shape[1], "height": rgb.shape[0],
-                             "palette": [to_hex(c) for c in labels.palette],
-                             "shares": [round(float(s), 4) for s in labels.shares["style_map"]],
-                             "warnings": warnings})
+        return JSONResponse(automaps.describe_map(load_map(map_path), map_path))
+
+    async def automap(request: Request) -> Response:
+        """Make a semantic map of an image (and match it to the style's): a new _sem.png in uploads/."""
+        req = automaps.parse_request(await body(request), studio.folders)
+        return JSONResponse(await run_in_threadpool(automaps.make_map, req, studio.folders))
 
     async def body(request: Request) -> dict:
         try:
@@ -246,6 +246,7 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
         Route("/api/upload", upload, methods=["POST"]),
         Route("/api/file", get_file),
         Route("/api/palette", palette),
+        Route("/api/automap", automap, methods=["POST"]),
         Route("/api/config", save_config, methods=["POST"]),
         Route("/api/state", state),
         Route("/api/events", events),

@@ -67,6 +67,27 @@ class Folders:
         out["uploads"] = [str(p) for p in ups if p.suffix.lower() in IMAGE_SUFFIXES]
         return out
 
+    def create(self, stem: str, tail: str, write) -> Path:
+        """A new file in ``uploads/``: ``<stem><tail>``, else ``<stem>-2<tail>``, ... (never one that exists).
+
+        The name is claimed atomically (O_EXCL), then ``write(path)`` fills it; if writing fails the
+        claimed file is removed, so nothing half-made is left under a finished-looking name.
+        """
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem)[:40].strip("-") or "image"
+        for n in range(1, 1000):
+            path = self.uploads / f"{stem}{'' if n == 1 else f'-{n}'}{tail}"
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                continue
+            try:
+                write(path)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            return path
+        raise UserError(f"uploads/ already holds 999 files named {stem}*{tail}; remove some")
+
     def save_upload(self, chunks, name: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
         """Stream ``chunks`` (bytes) to ``uploads/``, capped at ``max_bytes``, then check it as the CLI would.
 

@@ -25,6 +25,8 @@ from nst.events import Control, Progress
 from nst.images import to_uint8
 
 PREVIEW_EVERY_S = 0.25  # at most four preview PNGs a second: the page cannot show more, encoding costs
+PREVIEW_MAX_SIDE = 1024  # previews of larger images (prints) are shrunk to this long side
+PREVIEW_SHARE = 0.1  # and spaced so that encoding them takes at most this share of the run's time
 
 
 @dataclass
@@ -68,11 +70,16 @@ class Job:
         tmp.replace(self.folder / "studio.json")
 
 
-def png_bytes(image) -> bytes:
+def png_bytes(image, max_side: int | None = None) -> bytes:
+    """PNG of an image; with ``max_side``, shrunk to fit it first (a 4096 px print's preview would take
+    seconds to encode and the page shows it at a few hundred px)."""
     from PIL import Image
 
+    picture = Image.fromarray(to_uint8(image))
+    if max_side and max(picture.size) > max_side:
+        picture.thumbnail((max_side, max_side), Image.LANCZOS)
     buf = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buf, format="PNG")
+    picture.save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -181,7 +188,7 @@ class Manager:
         return self.weights[key]
 
     def _run(self, job: Job) -> None:
-        last_preview = [0.0]
+        last_preview, gap = [0.0], [PREVIEW_EVERY_S]
 
         def on_progress(ev: Progress) -> None:
             job.iteration, job.total_iterations = ev.iteration, ev.total_iterations
@@ -189,9 +196,10 @@ class Manager:
             job.losses.append({"iteration": ev.iteration, "total": ev.total, "content": ev.content,
                                "style": ev.style, "tv": ev.tv, "phase": ev.phase})
             now = time.monotonic()
-            if now - last_preview[0] >= PREVIEW_EVERY_S or ev.iteration == ev.total_iterations:
-                last_preview[0] = now
-                job.preview, job.preview_version = png_bytes(ev.image), job.preview_version + 1
+            if now - last_preview[0] >= gap[0] or ev.iteration == ev.total_iterations:
+                job.preview, job.preview_version = png_bytes(ev.image, PREVIEW_MAX_SIDE), job.preview_version + 1
+                last_preview[0] = time.monotonic()
+                gap[0] = max(PREVIEW_EVERY_S, (last_preview[0] - now) / PREVIEW_SHARE)
             self._changed()
 
         job.control.subscribe(on_progress)

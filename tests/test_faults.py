@@ -381,7 +381,7 @@ def test_config_file_contracts(tmp_path, run_cli, clean_error):
     cfg = tmp_path / "w.yaml"
     cfg.write_text(f"content: {CONTENT}\nstyle: {STYLE}\nmodel: {{weights: {tmp_path}}}\n")
     clean_error(run_cli([cfg, "--output", tmp_path / "o", "--set", "image.size=64"], timeout=240), "is a folder")
-    for module in ("nst.run", "doodle.run"):
+    for module in ("nst.run", "doodle.run", "nst.video"):
         assert clean_error(run_cli([], timeout=60, module=module), "no CONFIG", "usage")
 
 

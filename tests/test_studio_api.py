@@ -246,3 +246,119 @@ def test_cancel_queued_and_running_and_stop_cancels(tmp_path, content_path, styl
     assert third_run["status"] == "cancelled" and not (runs / third["id"] / "result.png").exists()
     assert json.loads((runs / second["id"] / "studio.json").read_text())["status"] == "cancelled"
     assert not (runs / second["id"] / "run.json").exists()  # never started: nothing pretends it ran
+
+
+# ---------------------------------------------------------------- make map (automatic semantic maps)
+
+
+def scene(flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A 64x96 image of three known regions (blue stripes on top, green noise bottom-left, brown dots
+    bottom-right; ``flip``: upside down) and its (H, W) truth labels 0, 1, 2."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:64, 0:96]
+    truth = np.where(yy < 32, 0, np.where(xx < 48, 1, 2))
+    texture = {0: 8 * np.sin(xx * 1.3), 1: rng.normal(0, 5, (64, 96)), 2: 10.0 * ((yy % 6 < 2) & (xx % 6 < 2))}
+    colours = {0: (90, 150, 230), 1: (40, 160, 60), 2: (140, 90, 40)}
+    image = np.zeros((64, 96, 3))
+    for k in range(3):
+        image[truth == k] = (np.asarray(colours[k], float) + texture[k][..., None])[truth == k]
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    return (image[::-1].copy(), truth[::-1].copy()) if flip else (image, truth)
+
+
+def upload(client, name: str, rgb) -> str:
+    r = client.post("/api/upload", params={"name": name}, content=png(rgb))
+    assert r.status_code == 200, r.text
+    return r.json()["path"]
+
+
+def map_labels(rgb: np.ndarray, palette: list[str]) -> np.ndarray:
+    """(H, W) index into ``palette`` (hex colours) of each pixel; every pixel must be one of them."""
+    codes = [tuple(int(h[i:i + 2], 16) for i in (1, 3, 5)) for h in palette]
+    hits = np.stack([(rgb == c).all(-1) for c in codes], -1)
+    assert hits.any(-1).all(), "the map has colours outside its palette"
+    return hits.argmax(-1)
+
+
+@pytest.mark.slow
+def test_make_map_writes_a_new_map_of_the_regions_and_matches_the_content_to_it(client):
+    from doodle.automatch import matched_iou
+
+    image, truth = scene()
+    path = upload(client, "scene.png", image)
+    uploads = Path(path).parent
+    hand = np.zeros((64, 96, 3), np.uint8)  # a map the studio did not make: it must survive
+    hand[:, 48:] = 255
+    (uploads / "scene_sem.png").write_bytes(png(hand))
+    r = client.post("/api/automap", json={"image": path, "labels": 3, "seed": 0})
+    assert r.status_code == 200, r.text
+    made = r.json()
+    assert made["path"] == str(uploads / "scene-2_sem.png") and made["map"] == made["path"]
+    assert np.array_equal(np.asarray(Image.open(uploads / "scene_sem.png")), hand)
+    rgb = np.asarray(Image.open(made["path"]).convert("RGB"))
+    assert rgb.shape == (64, 96, 3) and len(made["palette"]) == 3
+    labels = map_labels(rgb, made["palette"])
+    iou, _ = matched_iou(labels, truth)
+    assert iou.min() > 0.85, f"the map does not follow the three regions: IoU {iou}"
+    assert np.allclose(made["shares"], np.bincount(labels.ravel(), minlength=3) / labels.size, atol=1e-4)
+    assert client.get(made["url"]).content == Path(made["path"]).read_bytes()
+    assert made["path"] in client.get("/api/images").json()["uploads"]
+    assert client.get("/api/palette", params={"path": made["path"]}).json()["palette"] == made["palette"]
+    assert any("3 regions, given" in n for n in made["notes"])
+
+    # the content side: an upside-down photo, its map in the style map's colours, region to region
+    content, content_truth = scene(flip=True)
+    content_path = upload(client, "upside.png", content)
+    r = client.post("/api/automap", json={"image": content_path, "style": path, "style_map": made["path"],
+                                          "seed": "0", "labels": ""})
+    assert r.status_code == 200, r.text
+    pair = r.json()
+    assert Path(pair["path"]).name == "upside_sem.png" and "style_map" not in pair  # the given map is kept
+    got = np.asarray(Image.open(pair["path"]).convert("RGB"))
+    assert set(pair["palette"]) <= set(made["palette"])
+    for k in range(3):  # each truth region is painted the colour the style map gave the same kind of region
+        want = rgb[truth == k].reshape(-1, 3)
+        colour = np.median(got[content_truth == k].reshape(-1, 3), axis=0)
+        assert (np.median(want, axis=0) == colour).all(), f"region {k}: {colour} vs the style's {want[0]}"
+
+
+def test_make_map_bad_input_is_one_line_and_writes_nothing(client, data_dir):
+    root = client.app.state.studio.folders.root
+    image, _ = scene()
+    path = upload(client, "scene.png", image)
+    flat = upload(client, "flat.png", np.full((40, 40, 3), 128, np.uint8))
+    two = upload(client, "two.png", np.repeat([[[0, 0, 0]] * 20 + [[255, 255, 255]] * 20], 40, axis=0))
+    tiny = upload(client, "tiny.png", np.eye(8, dtype=np.uint8)[..., None].repeat(3, -1) * 255)
+    (root / "notes.png").write_bytes(b"not a picture")
+    before = sorted((root / "uploads").iterdir())
+    post = lambda **kw: client.post("/api/automap", json=kw)  # noqa: E731
+    for bad in ("abc", 1, 13, 2.5, True, "-3"):
+        one_line_error(post(image=path, labels=bad), 400, "labels must be a whole number between 2 and 12")
+    one_line_error(post(image=path, seed=-1), 400, "seed")
+    one_line_error(post(image=flat), 400, "one colour")
+    one_line_error(post(image=two, labels=3), 400, "only 2 distinct colours")
+    one_line_error(post(image=tiny), 400, "too small")
+    one_line_error(post(image=str(root / "uploads" / "missing.png")), 404, "not found")
+    one_line_error(post(image="/etc/hostname"), 403, "outside the studio")
+    one_line_error(post(image=path, style="../../etc/passwd"), 403, "outside the studio")
+    one_line_error(post(image=str(root / "notes.png")), 400, "not an image")
+    one_line_error(post(), 400, "no path given")
+    one_line_error(post(image=path, colours=3), 400, "unknown automap field")
+    one_line_error(post(image=path, style_map=str(data_dir / "doodle" / "Monet_sem.png")), 400, "style image")
+    one_line_error(post(image=path, style=str(data_dir / "doodle" / "Monet.jpg"),
+                        style_map=str(data_dir / "doodle" / "Mia_sem.png")), 400, "aspect ratio")
+    one_line_error(client.post("/api/automap", content=b"[1]", headers={"content-type": "application/json"}), 400,
+                   "JSON object")
+    assert sorted((root / "uploads").iterdir()) == before  # nothing refused is written
+
+
+def test_preview_of_a_print_is_shrunk_to_fit_and_small_images_are_kept():
+    from studio.jobs import PREVIEW_MAX_SIDE, png_bytes
+
+    big = np.zeros((1536, 2048, 3), np.float32)
+    big[:, 1024:] = 255.0  # right half white: the shrunk preview keeps the layout
+    shown = np.asarray(Image.open(io.BytesIO(png_bytes(big, PREVIEW_MAX_SIDE))))
+    assert shown.shape == (768, 1024, 3)
+    assert shown[:, :500].max() == 0 and shown[:, 524:].min() == 255
+    small = np.full((48, 64, 3), 7.0, np.float32)
+    assert np.asarray(Image.open(io.BytesIO(png_bytes(small, PREVIEW_MAX_SIDE)))).shape == (48, 64, 3)

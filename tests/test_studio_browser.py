@@ -73,9 +73,9 @@ def page(browser, server):
     assert not errors, errors
 
 
-def shot(pg, name):
+def shot(pg, name, full_page=False):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / f"{name}.png"))
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 def set_field(pg, panel, key, value):
@@ -183,6 +183,61 @@ def test_doodle_painted_with_two_colours_follows_the_paint(page, server, data_di
     for i in range(2):
         near, far = np.linalg.norm(got[i] - want[i]), np.linalg.norm(got[i] - want[1 - i])
         assert near < far, f"region {i}: mean {got[i]} is closer to the other style region {want[1 - i]}"
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_make_map_fills_the_style_map_and_the_canvas(page, server):
+    """A style image without a map: "Make map" makes one and it becomes the palette; then the content
+    photo's map, in those colours, lands in the canvas to retouch."""
+    pg = page
+    pg.click("#tab-doodle")
+    pg.wait_for_selector("#swatch-2")
+    yy, xx = np.mgrid[0:64, 0:96]
+    top = yy < 32
+    style = np.where(top[..., None], [70, 130, 220], [40, 150, 60]).astype(float)
+    style[~top] += np.random.default_rng(0).normal(0, 6, (int((~top).sum()), 3))
+    style[top] += (8 * np.sin(xx * 1.3))[top][:, None]
+    style = np.clip(style, 0, 255).astype(np.uint8)
+    pg.set_input_files("#doodle-style input[type=file]",
+                       files=[{"name": "stripes.png", "mimeType": "image/png", "buffer": png_bytes(style)}])
+    pg.wait_for_function("/stripes\\.png$/.test(document.querySelector('#doodle-style select').value)")
+    assert pg.input_value("#doodle-style-map select") == ""  # no map beside it: nothing to paint with yet
+    pg.fill("#automap-labels", "2")
+    pg.click("#doodle-make-style-map")
+    assert pg.is_disabled("#doodle-make-style-map")  # disabled while the server works
+    pg.wait_for_function("/stripes_sem\\.png$/.test(document.querySelector('#doodle-style-map select').value)",
+                         timeout=120_000)
+    pg.wait_for_selector("#swatch-1")
+    assert pg.locator(".swatch").count() == 2 and not pg.is_disabled("#doodle-make-style-map")
+    pg.wait_for_function("document.querySelector('#doodle-style-automap img').naturalWidth === 96")
+    made = pg.get_attribute("#doodle-style-automap", "data-path")
+    assert made == pg.input_value("#doodle-style-map select")
+    assert pg.get_attribute("#doodle-style-automap a", "download") == "stripes_sem.png"
+    made_rgb = np.asarray(Image.open(made).convert("RGB"))
+    palette = {tuple(c) for c in made_rgb.reshape(-1, 3)}
+    assert len(palette) == 2 and tuple(made_rgb[0, 0]) != tuple(made_rgb[-1, 0])  # top and bottom differ
+
+    # the content photo (upside down): its map lands in the canvas in the style map's colours
+    pg.set_input_files("#doodle-content input[type=file]",
+                       files=[{"name": "upside.png", "mimeType": "image/png", "buffer": png_bytes(style[::-1].copy())}])
+    pg.wait_for_function("/upside\\.png$/.test(document.querySelector('#doodle-content select').value)")
+    pg.click("#doodle-make-content-map")
+    pg.wait_for_function("/upside_sem\\.png$/.test(document.querySelector('#doodle-start-map select').value)",
+                         timeout=120_000)
+    pg.wait_for_function("!document.querySelector('#doodle-make-content-map').disabled")
+    shot(pg, "doodle_make_map", full_page=True)
+    w, h, data = pg.evaluate("""() => { const c = document.querySelector('#doodle-canvas');
+        return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }""")
+    canvas = np.asarray(data, np.uint8).reshape(h, w, 4)[..., :3]
+    assert {tuple(c) for c in canvas.reshape(-1, 3)} == palette
+    assert tuple(canvas[0, 0]) == tuple(made_rgb[-1, 0]) and tuple(canvas[-1, 0]) == tuple(made_rgb[0, 0])
 
 
 def test_cancel_while_a_second_browser_watches(page, browser, server):

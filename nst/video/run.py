@@ -160,21 +160,20 @@ def execute(cfg: VideoConfig, video_path: Path | None = None, restart: bool = Fa
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    if args.defaults:
-        print(defaults_yaml(VideoConfig), end="")
-        return 0
-    if not args.config:
-        raise SystemExit("usage: python -m nst.video CONFIG --input CLIP [--output OUT.mp4] [--set key=value ...]")
-    overrides, video = outputs(args)
-    cfg = load_video_config(args.config, overrides)
-    require_extra()
-    if args.print_config:
-        import yaml
+    from nst.run import config_from_args
 
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
-        return 0
-    execute(cfg, video, args.restart)
+    args = parse_args(argv)
+    overrides, video = outputs(args)
+
+    def load() -> VideoConfig:
+        cfg = load_video_config(args.config, overrides)
+        require_extra()
+        return cfg
+
+    cfg = config_from_args(args, "python -m nst.video CONFIG --input CLIP [--output OUT.mp4] [--set key=value ...]",
+                           lambda: defaults_yaml(VideoConfig), load)
+    if cfg is not None:
+        execute(cfg, video, args.restart)
     return 0
 
 

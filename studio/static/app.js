@@ -208,9 +208,11 @@ const DOODLE = {palette: [], colour: 0, tool: "brush", undo: [], redo: []};
 async function initDoodle() {
   const schema = await api("/api/schema/doodle");
   DOODLE.panel = buildPanel($("#doodle-panel"), schema.fields);
-  DOODLE.style = makePicker($("#doodle-style"), {filter: "paired", onChange: loadPalette});
+  // the style's map: the one beside it (Monet.jpg -> Monet_sem.png), another one picked, or one made here
+  DOODLE.style = makePicker($("#doodle-style"), {onChange: (p) => DOODLE.styleMap.set(pairedMap(p))});
+  DOODLE.styleMap = makePicker($("#doodle-style-map"), {filter: "maps", optional: true, onChange: loadPalette});
   DOODLE.startMap = makePicker($("#doodle-start-map"), {filter: "maps"});
-  DOODLE.content = makePicker($("#doodle-content"), {optional: true, filter: "paired"});
+  DOODLE.content = makePicker($("#doodle-content"), {optional: true});
   DOODLE.canvas = $("#doodle-canvas");
   DOODLE.ctx = DOODLE.canvas.getContext("2d", {willReadFrequently: true});
   DOODLE.presets = await api("/api/presets/doodle");
@@ -226,6 +228,7 @@ async function initDoodle() {
   $("#doodle-resize").addEventListener("click", () => newCanvas(Number($("#doodle-canvas-size").value)));
   $("#doodle-save-map").addEventListener("click", (e) => { e.currentTarget.href = DOODLE.canvas.toDataURL("image/png"); });
   bindPainter();
+  $$(".make-map").forEach((b) => b.addEventListener("click", () => makeMap(b.dataset.side).catch(() => {})));  // shown
   $("#doodle-start").addEventListener("click", async () => startRun("doodle", await doodleValues()));
   $("#doodle-save").addEventListener("click", async () => saveYaml("doodle", await doodleValues()));
   if (DOODLE.presets.length) applyDoodlePreset(DOODLE.presets[0]);
@@ -233,14 +236,24 @@ async function initDoodle() {
 async function applyDoodlePreset(p) {
   DOODLE.panel.set(p.values);
   DOODLE.content.set(p.inputs.content);
-  DOODLE.style.set(p.inputs.style);  // loads the palette
+  DOODLE.style.set(p.inputs.style);  // loads the palette of its map
+  if (p.inputs["doodle.style_map"]) DOODLE.styleMap.set(p.inputs["doodle.style_map"]);
   await DOODLE.paletteLoaded;
   const start = p.inputs["doodle.target_map"] || p.inputs["doodle.content_map"];
   if (start) { DOODLE.startMap.set(start); await loadMapIntoCanvas(start); }
 }
+function pairedMap(path) {
+  const want = (path || "").replace(/\.[^.]+$/, "_sem.png");
+  return path && Object.values(IMAGES).some((paths) => paths.includes(want)) ? want : null;
+}
 function loadPalette(path) {
   DOODLE.paletteLoaded = (async () => {
-    if (!path) return;
+    if (!path) {  // a style without a map: nothing to paint with until one is picked or made
+      DOODLE.map = null; DOODLE.palette = [];
+      $("#doodle-palette").textContent = "no map for this style: pick one or make one";
+      $("#erase-to").innerHTML = "";
+      return;
+    }
     const info = await api("/api/palette?path=" + encodeURIComponent(path));
     DOODLE.map = info.map;
     DOODLE.palette = info.palette.map((hex) => [1, 3, 5].map((i) => parseInt(hex.substr(i, 2), 16)));
@@ -264,7 +277,7 @@ function loadPalette(path) {
   })();
   return DOODLE.paletteLoaded;
 }
-const eraseColour = () => DOODLE.palette[Number($("#erase-to").value) || 0];
+const eraseColour = () => DOODLE.palette[Number($("#erase-to").value) || 0] || [255, 255, 255];
 function newCanvas(long, w, h) {
   if (!w) { const r = DOODLE.canvas.width / DOODLE.canvas.height; w = r >= 1 ? long : Math.round(long * r); h = r >= 1 ? Math.round(long / r) : long; }
   DOODLE.canvas.width = w; DOODLE.canvas.height = h; DOODLE.sized = true;
@@ -291,6 +304,7 @@ function history_(from, to) {
 // Every pixel to its nearest palette colour: the doodle stays inside the map's labels (no anti-aliasing).
 function snapCanvas() {
   const {width: w, height: h} = DOODLE.canvas, img = DOODLE.ctx.getImageData(0, 0, w, h), d = img.data, pal = DOODLE.palette;
+  if (!pal.length) return;
   for (let i = 0; i < d.length; i += 4) {
     let best = 0, bd = Infinity;
     for (let k = 0; k < pal.length; k++) {
@@ -355,6 +369,34 @@ function floodFill(img, [x, y], rgb) {
     d[o] = rgb[0]; d[o + 1] = rgb[1]; d[o + 2] = rgb[2]; d[o + 3] = 255;
     stack.push([i + 1, j], [i - 1, j], [i, j + 1], [i, j - 1]);
   }
+}
+// "Make map": an automatic map (POST /api/automap, doodle.automap) of the style image, used as its map, or of
+// the content photo in the style map's colours, loaded into the canvas as the doodle to retouch.
+async function makeMap(side) {
+  const btn = $(`#doodle-make-${side}-map`), label = btn.textContent;
+  const image = (side === "style" ? DOODLE.style : DOODLE.content).get();
+  if (!image) return showError(`error: pick a ${side} image first`);
+  const req = {image, labels: $("#automap-labels").value, seed: $("#automap-seed").value};
+  if (side === "content") Object.assign(req, {style: DOODLE.style.get(), style_map: DOODLE.map});
+  btn.disabled = true; btn.textContent = "Making map…"; showError("");
+  try {
+    const r = await postJSON("/api/automap", req);
+    await loadImages();
+    if (r.style_map) showMadeMap($("#doodle-style-automap"), r.style_map);  // the style had none: made too
+    showMadeMap($(`#doodle-${side}-automap`), r);
+    const styleMap = side === "style" ? r.path : r.style_map && r.style_map.path;
+    if (styleMap) DOODLE.styleMap.set(styleMap);
+    await DOODLE.paletteLoaded;
+    if (side === "content") { DOODLE.startMap.set(r.path); await loadMapIntoCanvas(r.path); }
+  } finally { btn.disabled = false; btn.textContent = label; }
+}
+function showMadeMap(box, r) {
+  const img = document.createElement("img"), info = document.createElement("span"), a = document.createElement("a");
+  img.src = r.url; img.alt = "automatic map";
+  info.textContent = `${baseName(r.path)}: ${r.palette.length} regions (${r.shares.map((s) => (100 * s).toFixed(0) + "%").join(", ")})`;
+  info.title = r.notes ? r.notes.join("\n") : "";
+  a.href = r.url; a.download = baseName(r.path); a.textContent = "Download map PNG";
+  box.replaceChildren(img, info, a); box.hidden = false; box.dataset.path = r.path;
 }
 async function doodleValues() {
   const blob = await new Promise((res) => DOODLE.canvas.toBlob(res, "image/png"));
@@ -476,6 +518,7 @@ async function reopen(id) {
     DOODLE.panel.set(flattenFor(DOODLE.panel, r.config));
     DOODLE.content.set(r.config.content);
     DOODLE.style.set(r.config.style);
+    if (r.config.doodle.style_map && r.config.doodle.style_map !== "auto") DOODLE.styleMap.set(r.config.doodle.style_map);
     await DOODLE.paletteLoaded;
     const m = r.config.doodle.target_map || r.config.doodle.content_map;
     if (m) { DOODLE.startMap.set(m); await loadMapIntoCanvas(m); }
