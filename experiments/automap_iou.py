@@ -65,6 +65,9 @@ ABLATIONS = {
     "16 sub-clusters, spectral": {"overseg": 16, "merge": "spectral", "thin_radius": 0},
     "layer weights 0, 1, 2 (no conv2_2)": {"layer_weights": (0.0, 1.0, 2.0)},
     "layer weights 1, 1, 3": {"layer_weights": (1.0, 1.0, 3.0)},
+    # third round: the deepest layers (block 5 of this VGG16 was fine-tuned after ImageNet; nst/weights.py)
+    "layers + conv5_1": {"layers": ("conv2_2", "conv3_3", "conv4_3", "conv5_1")},
+    "layers + conv5_3": {"layers": ("conv2_2", "conv3_3", "conv4_3", "conv5_3")},
 }
 
 

@@ -121,10 +121,10 @@ def test_remove_small_regions_fills_speckle_and_holes():
 
 
 def test_descriptors_upsample_every_layer_and_weight_each_group_by_its_variance():
-    # the default layers run from conv2_2 (1/2 of the working size) to conv5_3 (1/16): every layer's PCA'd
+    # layers from conv2_2 (1/2 of the working size) to conv5_3 (1/16): every layer's PCA'd
     # channels are brought to the working size, and each group (layers, Lab, x-y) has total variance = its weight
-    opts = AutoMapOptions(layer_weights=(1.0, 1.0, 2.0, 3.0), colour_weight=0.7, position_weight=0.5)
-    assert opts.layers == ("conv2_2", "conv3_3", "conv4_3", "conv5_3")
+    opts = AutoMapOptions(layers=("conv2_2", "conv3_3", "conv4_3", "conv5_3"), layer_weights=(1.0, 1.0, 2.0, 3.0),
+                          colour_weight=0.7, position_weight=0.5)
     rng = np.random.default_rng(0)
     h, w = 64, 48
     feats = {name: rng.random((h // f, w // f, 12)) for name, f in zip(opts.layers, (2, 4, 8, 16))}
