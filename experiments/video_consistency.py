@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from nst.cli import run_main, say
+from nst.errors import UserError
 from nst.images import read_image
 from nst.plot import read_losses
 from nst.video.flow import warp
@@ -48,7 +49,9 @@ def stylise(clip_dir: Path, out: Path, sets: list[str], weights) -> list[np.ndar
 
 
 def strip(clip, rows: list[tuple[str, list[np.ndarray]]], first: int, count: int = 4) -> np.ndarray:
-    """Rows of ``count`` frames: the input, then each result and its change from its warped previous frame."""
+    """Rows of ``count`` frames (fewer when the clip is shorter): the input, then each result and its change
+    from its warped previous frame."""
+    count = min(count, len(clip.frames) - first)
     lines = [np.concatenate([clip.frames[i] for i in range(first, first + count)], axis=1).astype(np.float32)]
     for _, frames in rows:
         lines.append(np.concatenate(frames[first:first + count], axis=1))
@@ -69,6 +72,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", default=str(ROOT / "figures" / "video"))
     p.add_argument("--docs", action="store_true", help="also write docs/video_strip.png")
     args = p.parse_args(argv)
+    if args.frames < 2:
+        raise UserError(f"--frames {args.frames}: the error compares each frame with the one before; give 2 or more")
 
     from PIL import Image
 
