@@ -356,37 +356,53 @@ def run_tiled_plan(plan: list[Scale], build: Build, task: TileTask, extractors: 
     total = sum(s.iterations for s in whole) + sum(s.iterations * len(g) for s, gs in zip(tiled, grids) for g in gs)
     counter = _Counter(control, len(plan), total, tiles.passes, time.perf_counter())
     image, info, stops = x0, {"precision": None, "precision_fallbacks": [], "scales": []}, []
+
+    def tile_builder(index: int, scale: Scale):
+        """(build, current box holder, tile shape) for one tiled scale: its style targets computed once, one
+        objective per numeric path whose content target is refilled for each tile (one compiled step)."""
+        shared = task.shared(index, scale.hw, extractors("float32"))
+        objectives: dict[str, Objective] = {}
+        shape = tile_shape(scale.hw, tiles)
+        current: list[Box] = [grids[index - len(whole)][0][0]]
+
+        def build_tile(_i: int, _hw, extractor: FeatureExtractor) -> Objective:
+            obj = objectives.get(extractor.precision)
+            if obj is None:
+                obj = objectives[extractor.precision] = task.objective(extractor, shared, scale.hw, current[0], shape)
+            else:
+                task.retarget(obj, scale.hw, current[0], shape)
+            return obj
+
+        return build_tile, current, shape
+
+    builders, probed = {}, choice is None
+    if probed:
+        # One numeric path for the whole print, probed on the tile shape (the scale it spends most time on).
+        # Probing every path at the largest whole scale as well took twice that scale's memory (a 2048 px
+        # doodle print peaked at 10 GB against 4.8 GB for its float32 run).
+        builders[0] = build_tile, current, shape = tile_builder(len(whole), tiled[0])
+        start = np.ascontiguousarray(crop(np.array(upsample(x0, tiled[0].hw, opt.bounds), np.float32),
+                                          current[0], shape))
+        choice = choose_path([Scale(shape, tiled[0].iterations * sum(map(len, grids[0])))], build_tile,
+                             extractors, start, precision, xla, cache_dir, log)
+        log(f"precision (tiles, and the whole scales before them): {choice.name} ({choice.why})")
     if whole:
         res = run_plan(whole, build, extractors, x0, opt, counter.relay(), precision, xla, log, cache_dir, choice)
         image, info = res.image, res.info
         if res.stop != "iterations done":
             stops.append(res.stop)
-    for k, scale in enumerate(tiled):  # a given ``choice`` pins the tiles' path too; else probed on the tile shape
+    if probed:
+        info["precision_tiles"] = choice.record()
+    if info.get("precision") is None:
+        info["precision"] = choice.record()
+    for k, scale in enumerate(tiled):
         index = len(whole) + k
         control.check()
         image = np.array(upsample(image, scale.hw, opt.bounds), np.float32)  # the canvas, blended in place
-        shape = tile_shape(scale.hw, tiles)
+        build_tile, current, shape = builders.pop(k, None) or tile_builder(index, scale)
         log(f"scale {index + 1}/{len(plan)}: {scale.hw[1]}x{scale.hw[0]} px in {shape[1]}x{shape[0]} px tiles, "
             f"overlap {tiles.overlap} px, {' + '.join(str(len(g)) for g in grids[k])} tiles in {tiles.passes} "
             f"pass(es), {scale.iterations} iterations each; style targets of the whole image computed once")
-        shared = task.shared(index, scale.hw, extractors("float32"))
-        objectives: dict[str, Objective] = {}
-        current: list[Box] = [grids[k][0][0]]
-
-        def build_tile(_i: int, _hw, extractor: FeatureExtractor, hw=scale.hw) -> Objective:
-            obj = objectives.get(extractor.precision)
-            if obj is None:
-                obj = objectives[extractor.precision] = task.objective(extractor, shared, hw, current[0], shape)
-            else:
-                task.retarget(obj, hw, current[0], shape)
-            return obj
-
-        if choice is None:  # one numeric path for every tile, probed on the tile shape
-            choice = choose_path([Scale(shape, scale.iterations * sum(map(len, grids[k])))], build_tile,
-                                 extractors, np.ascontiguousarray(crop(image, current[0], shape)), precision, xla,
-                                 cache_dir, log)
-            log(f"precision (tiles): {choice.name} ({choice.why})")
-            info["precision_tiles"] = choice.record()
         done_before, stalled = counter.done, 0
         for p, boxes in enumerate(grids[k]):
             for i, box in enumerate(boxes):

@@ -249,6 +249,50 @@ def test_tiled_doodle_shares_its_targets(vgg16):
     assert sum(res.info["scales"][-1]["tiles"]) > 4
 
 
+def test_a_print_probes_its_numeric_path_once_on_the_tile_shape(vgg16, monkeypatch):
+    """precision auto: one probe, at the tile shape, whose choice the whole scales before the tiles use too
+    (probing every path at the largest whole scale as well doubled a doodle print's peak memory)."""
+    import nst.engine as engine_mod
+    import nst.tiles as tiles_mod
+    from nst.events import Control
+    from nst.inputs import load_inputs
+    from nst.precision import Choice
+    from nst.tiles import TransferTiles, run_tiled_plan
+    from nst.transfer import compute_targets, make_extractors, make_objective, scale_plan
+    from nst.images import resize
+
+    from tests.conftest import CONTENT, STYLE
+
+    cfg = load_config(None, [f"content={CONTENT}", f"style={STYLE}", "image.size=128", "optimizer.iterations=6",
+                             "scales=[{size: 0.5, iterations: 4}, {size: 1.0, iterations: 2}]", "tiles.size=64",
+                             "tiles.overlap=16", "tiles.max_pixels=8000", "model.network=vgg16",
+                             "model.download=false", "precision=auto", "optimizer.xla=auto"])
+    content, styles, _ = load_inputs(cfg, log=lambda _s: None)
+    probes = []
+
+    def fake_choose(plan, build, extractors, x0, precision, xla, cache_dir, log):
+        probes.append((tuple(plan[-1].hw), x0.shape[:2]))
+        return Choice("float32", False, "stub")
+
+    monkeypatch.setattr(tiles_mod, "choose_path", fake_choose)
+    monkeypatch.setattr(engine_mod, "choose_path", fake_choose)
+    weights, info = vgg16
+    extractors = make_extractors(cfg, weights, info.network)
+    plan = scale_plan(cfg, content.shape[:2])
+
+    def build(_i, hw, extractor):
+        c = resize(content, (hw[1], hw[0]), "content")
+        return make_objective(extractor, compute_targets(extractor, c, [(resize(styles[0][0], (hw[1], hw[0]),
+                                                                                 "style"), 1.0)], cfg), cfg)
+
+    x0 = np.full((*plan[0].hw, 3), 128.0, np.float32)
+    res = run_tiled_plan(plan, build, TransferTiles(content, styles, cfg), extractors, x0, cfg.optimizer,
+                         cfg.tiles, Control(), "auto", "auto")
+    assert probes == [((64, 64), (64, 64))]  # once, on one tile
+    assert [s["precision"] for s in res.info["scales"]] == ["float32", "float32"]
+    assert res.info["precision_tiles"]["path"] == "float32" and res.image.shape == (96, 128, 3)
+
+
 # ---------------------------------------------------------------- print files and the run folder
 
 
