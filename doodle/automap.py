@@ -61,7 +61,7 @@ class AutoMapOptions:
     layers: tuple[str, ...] = ("conv2_2", "conv3_3", "conv4_3", "conv5_3")
     pca_dims: int = 8  # per layer
     feature_weight: float = 1.0  # each layer's share of the descriptor (unit total variance x weight)
-    layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 0.5)  # per layer of ``layers``, times feature_weight (empty: all 1)
+    layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 0.5)  # per layer, x feature_weight (empty: all 1)
     colour_weight: float = 1.0  # CIELAB
     position_weight: float = 0.5  # (x, y)
     l2_normalise: bool = False  # divide each pixel's features by their norm before PCA (cosine-like)

@@ -381,10 +381,9 @@ def run_tiled_plan(plan: list[Scale], build: Build, task: TileTask, extractors: 
         # Probing every path at the largest whole scale as well took twice that scale's memory (a 2048 px
         # doodle print peaked at 10 GB against 4.8 GB for its float32 run).
         builders[0] = build_tile, current, shape = tile_builder(len(whole), tiled[0])
-        start = np.ascontiguousarray(crop(np.array(upsample(x0, tiled[0].hw, opt.bounds), np.float32),
-                                          current[0], shape))
+        # x0 resized to the tile shape is enough to time a step (choose_path resizes it)
         choice = choose_path([Scale(shape, tiled[0].iterations * sum(map(len, grids[0])))], build_tile,
-                             extractors, start, precision, xla, cache_dir, log)
+                             extractors, x0, precision, xla, cache_dir, log)
         log(f"precision (tiles, and the whole scales before them): {choice.name} ({choice.why})")
     if whole:
         res = run_plan(whole, build, extractors, x0, opt, counter.relay(), precision, xla, log, cache_dir, choice)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from nst import engine
 from nst import precision as prec
 from nst.config import load_config
 from nst.engine import Scale, run_plan
@@ -97,6 +98,24 @@ def _run(plan, obj_for, x0, control, iterations_cfg=None, **kw):
                     control, "float32", False, **kw)
 
 
+def _report_n(report, x0, n, iterations):
+    """What a fake optimiser does: ``n`` progress reports, then an Outcome that stalled when n < iterations."""
+    for _ in range(n):
+        report({"style": tf.constant(1.0), "total": tf.constant(1.0)}, x0)
+    return Outcome(x0, n, "stalled" if n < iterations else "iterations done", n < iterations)
+
+
+def _run_with_optimizer(monkeypatch, fake_lbfgs, iterations, choice):
+    """One 16x16 scale of ``iterations`` on a pinned path with ``fake_lbfgs`` as L-BFGS: (Result, events)."""
+    monkeypatch.setitem(engine.OPTIMIZERS, "lbfgs", fake_lbfgs)
+    ext = StubExtractor()
+    content, style = _images()
+    events = []
+    res = _run([Scale((16, 16), iterations)], lambda hw: _objective(ext, content, style), content,
+               Control([events.append]), choice=choice)
+    return res, events
+
+
 def test_every_subscriber_sees_every_event_and_cancel_stops_the_run():
     ext = StubExtractor()
     content, style = _images()
@@ -154,24 +173,15 @@ def test_compiled_step_is_reused_for_new_targets_of_the_same_shape():
 
 def test_reduced_precision_stall_finishes_in_float32(monkeypatch):
     """A bfloat16 L-BFGS that finds no further decrease hands the remaining iterations to float32."""
-    import nst.engine as engine
-
     calls = []
 
     def fake_lbfgs(step, x0, cfg, iterations, report, on_round=None, rounds=1):
         precision = "bfloat16" if not calls else "float32"
         calls.append((precision, iterations))
         n = 4 if precision == "bfloat16" else iterations
-        for _ in range(n):
-            report({"style": tf.constant(1.0), "total": tf.constant(1.0)}, x0)
-        return Outcome(x0, n, "stalled" if n < iterations else "iterations done", n < iterations)
+        return _report_n(report, x0, n, iterations)
 
-    monkeypatch.setitem(engine.OPTIMIZERS, "lbfgs", fake_lbfgs)
-    ext = StubExtractor()
-    content, style = _images()
-    events = []
-    res = _run([Scale((16, 16), 10)], lambda hw: _objective(ext, content, style), content, Control([events.append]),
-               choice=prec.Choice("bfloat16", False, "test"))
+    res, events = _run_with_optimizer(monkeypatch, fake_lbfgs, 10, prec.Choice("bfloat16", False, "test"))
     assert calls == [("bfloat16", 10), ("float32", 6)]
     assert res.iterations == 10 and res.stop == "iterations done"
     assert [e.precision for e in events] == ["bfloat16"] * 4 + ["float32"] * 6
@@ -296,23 +306,14 @@ def test_open_terms_reach_plot_and_score_tables(tmp_path):
 
 def test_a_path_that_cannot_run_falls_back_to_float32(monkeypatch):
     """An XLA or bf16 step that fails before its first iteration (no kernel) hands the run to plain float32."""
-    import nst.engine as engine
-
     calls = []
 
     def flaky_lbfgs(step, x0, cfg, iterations, report, on_round=None, rounds=1):
         calls.append(iterations)
         if len(calls) == 1:
             raise tf.errors.UnimplementedError(None, None, "no deterministic XLA kernel\nmore")
-        for _ in range(iterations):
-            report({"style": tf.constant(1.0), "total": tf.constant(1.0)}, x0)
-        return Outcome(x0, iterations, "iterations done")
+        return _report_n(report, x0, iterations, iterations)
 
-    monkeypatch.setitem(engine.OPTIMIZERS, "lbfgs", flaky_lbfgs)
-    ext = StubExtractor()
-    content, style = _images()
-    events = []
-    res = _run([Scale((16, 16), 4)], lambda hw: _objective(ext, content, style), content, Control([events.append]),
-               choice=prec.Choice("float32", True, "test"))
+    res, events = _run_with_optimizer(monkeypatch, flaky_lbfgs, 4, prec.Choice("float32", True, "test"))
     assert calls == [4, 4] and res.iterations == 4 and [e.precision for e in events] == ["float32"] * 4
     assert "float32+xla failed (UnimplementedError: no deterministic XLA kernel)" in res.info["precision_fallbacks"][0]

@@ -288,7 +288,7 @@ def test_a_print_probes_its_numeric_path_once_on_the_tile_shape(vgg16, monkeypat
     x0 = np.full((*plan[0].hw, 3), 128.0, np.float32)
     res = run_tiled_plan(plan, build, TransferTiles(content, styles, cfg), extractors, x0, cfg.optimizer,
                          cfg.tiles, Control(), "auto", "auto")
-    assert probes == [((64, 64), (64, 64))]  # once, on one tile
+    assert probes == [((64, 64), (48, 64))]  # once, on the tile shape (from the start image, resized there)
     assert [s["precision"] for s in res.info["scales"]] == ["float32", "float32"]
     assert res.info["precision_tiles"]["path"] == "float32" and res.image.shape == (96, 128, 3)
 

@@ -19,6 +19,7 @@ from nst.errors import UserError
 from nst.events import Cancelled, Control, Progress
 from nst.inputs import load_styles
 from nst.progress import ProgressPrinter
+from nst.run import config_from_args
 from nst.video.config import VIDEO_SUFFIXES, VideoConfig, load_video_config
 from nst.weights import cache_dir, load_weights
 
@@ -160,8 +161,6 @@ def execute(cfg: VideoConfig, video_path: Path | None = None, restart: bool = Fa
 
 
 def main(argv: list[str]) -> int:
-    from nst.run import config_from_args
-
     args = parse_args(argv)
     overrides, video = outputs(args)
 
