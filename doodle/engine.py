@@ -20,85 +20,41 @@ Nothing here reads or writes files.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
-
 import numpy as np
+import tensorflow as tf
 
-from doodle.config import DoodleConfig
-from doodle.losses import total_variation_original
+from doodle.recipe import DoodleRecipe
 from doodle.scene import Scene
 from doodle.terms import PatchTerm, RegionalGramTerm
-from nst.engine import Extractors, Result, Scale, as_extractors, upsample
+from doodle.tiles import TileGramTerm, tiled_masked_grams
+from doodle.masks import layer_masks
+from nst.config import TilesConfig
+from nst.engine import Extractors, Numerics, Result, run_plan
 from nst.errors import UserError
-from nst.events import Callback, Control, as_control
-from nst.features import FeatureExtractor, all_layers, canonical_layer
-from nst.images import MIN_SIDE, resize
-from nst.losses import total_variation
+from nst.events import Control
+from nst.features import FeatureExtractor
+from nst.images import resize
 from nst.objective import Objective
+from nst.plan import Scale, make_plan
 from nst.terms import ContentTerm, TVTerm, content_targets
-from nst.tiles import run_tiled_plan
+from nst.tiles import crop
 from nst.transfer import RGB_MEAN
 from nst.transfer import initial_image as nst_initial_image
 from nst.weights import Weights
 
-__all__ = ["Scene", "paint", "phase_plan", "make_objective", "upsample", "initial_image", "region_style_losses"]
-
-Log = Callable[[str], None]
+__all__ = ["Scene", "DoodleTask", "paint", "phase_plan", "make_objective", "initial_image", "region_style_losses"]
 
 
-# ---------------------------------------------------------------- layers and phases
+def make_extractors(recipe: DoodleRecipe, weights: Weights) -> Extractors:
+    return Extractors(weights, recipe.network, recipe.pooling, recipe.layers)
 
 
-def _pools_before(layer: str, network: str) -> int:
-    order = all_layers(network)
-    return sum(1 for n in order[: order.index(layer)] if n.endswith("pool"))
+# ---------------------------------------------------------------- phases
 
 
-def style_layers(cfg: DoodleConfig, network: str) -> dict[str, float]:
-    """The method's style layers by canonical name with their weights."""
-    named = cfg.doodle.patch_layers if cfg.doodle.method == "patch" else cfg.layers.style
-    return {canonical_layer(k, network): v for k, v in named.items()}
-
-
-def feature_layers(cfg: DoodleConfig, network: str) -> list[str]:
-    """Every style-side layer the method reads (the patch method's colour Grams included)."""
-    extra = cfg.doodle.patch_gram_layers if cfg.doodle.method == "patch" else {}
-    return [*style_layers(cfg, network), *(canonical_layer(k, network) for k in extra)]
-
-
-def content_layers(cfg: DoodleConfig, network: str, has_content: bool) -> dict[str, float]:
-    if not has_content or cfg.loss.content_weight == 0:
-        return {}
-    return {canonical_layer(k, network): v for k, v in cfg.layers.content.items()}
-
-
-def needed_layers(cfg: DoodleConfig, network: str, has_content: bool) -> list[str]:
-    """Every layer the run reads, canonical names; a UserError for an unknown name."""
-    return list(dict.fromkeys([*feature_layers(cfg, network), *content_layers(cfg, network, has_content)]))
-
-
-def make_extractors(cfg: DoodleConfig, weights: Weights, network: str, has_content: bool) -> Extractors:
-    return Extractors(weights, network, cfg.model.pooling, needed_layers(cfg, network, has_content))
-
-
-def make_extractor(cfg: DoodleConfig, weights: Weights, network: str, has_content: bool,
-                   precision: str | None = None) -> FeatureExtractor:
-    """One extractor at ``precision`` (default: the config's, float32 for auto)."""
-    p = precision or (cfg.precision if cfg.precision != "auto" else "float32")
-    return make_extractors(cfg, weights, network, has_content)(p)
-
-
-def min_side(cfg: DoodleConfig, network: str) -> int:
-    """The smallest image side a phase can have: 16 px, and patch_size positions at the deepest patch layer."""
-    if cfg.doodle.method != "patch":
-        return MIN_SIDE
-    deepest = max(_pools_before(n, network) for n in style_layers(cfg, network))
-    return max(MIN_SIDE, cfg.doodle.patch_size * 2 ** deepest)
-
-
-def phase_plan(cfg: DoodleConfig, size_hw: tuple[int, int], network: str) -> list[Scale]:
-    """The engine's plan, coarse to fine: phase i at 1/2^(phases-1-i) of the size; a UserError when too small."""
+def phase_plan(cfg, size_hw: tuple[int, int], recipe: DoodleRecipe) -> list[Scale]:
+    """The engine's plan, coarse to fine: phase i at 1/2^(phases-1-i) of the size; a UserError when too small
+    or when a phase would be tiled with a method that cannot be."""
     d, total = cfg.doodle, cfg.optimizer.iterations
     shares = np.array([d.phase_iteration_ratio ** (d.phases - 1 - i) for i in range(d.phases)])
     raw = total * shares / shares.sum()
@@ -109,7 +65,7 @@ def phase_plan(cfg: DoodleConfig, size_hw: tuple[int, int], network: str) -> lis
         iters[i] += 1
     while iters.sum() > total:  # the max(1, .) floor overshot: take back from the largest
         iters[np.argmax(iters)] -= 1
-    plan, need = [], min_side(cfg, network)
+    sizes, need = [], recipe.min_side
     if min(size_hw) < need:  # even one phase cannot fit: the patch is what is too large, not the phase count
         raise UserError(f"doodle.patch_size {d.patch_size} is too large for a {size_hw[1]}x{size_hw[0]} px output: "
                         f"its patches need {need} px on each side; use a smaller patch_size or a larger image.size")
@@ -120,42 +76,97 @@ def phase_plan(cfg: DoodleConfig, size_hw: tuple[int, int], network: str) -> lis
             raise UserError(f"doodle.phases {d.phases} is too many for a {size_hw[1]}x{size_hw[0]} px output: "
                             f"phase {i + 1} would be {hw[1]}x{hw[0]} px, under the {need} px the network needs; "
                             f"use fewer phases or a larger image.size")
-        plan.append(Scale(hw, int(n)))
+        sizes.append((hw, int(n)))
+    plan = make_plan(sizes, cfg.tiles)
+    tiled = [s for s in plan if s.tiled]
+    if tiled and recipe.method != "gram":
+        s = tiled[0].hw
+        raise UserError(f"doodle.method '{recipe.method}' cannot run in tiles (phase {s[1]}x{s[0]} px is over "
+                        f"tiles.max_pixels {cfg.tiles.max_pixels:,}): use doodle.method gram for prints, or a "
+                        f"smaller image.size")
     return plan
 
 
 # ---------------------------------------------------------------- the objective
 
-TV_FORMS = {"squared": total_variation, "original": total_variation_original}
 
-
-def make_objective(extractor: FeatureExtractor, scene: Scene, cfg: DoodleConfig) -> Objective:
+def make_objective(extractor: FeatureExtractor, scene: Scene, recipe: DoodleRecipe) -> Objective:
     """Named terms: ``content`` (with a photo), the method's style term(s), ``tv``."""
-    net, d, loss = extractor.network, cfg.doodle, cfg.loss
+    r, net = recipe, extractor.network
     style_feats = extractor(scene.style[None])
     terms = {}
-    content_w = content_layers(cfg, net, scene.content is not None)
-    if content_w:
-        targets = content_targets(extractor, scene.content, list(content_w))
-        terms["content"] = ContentTerm(content_w, targets, loss.content_weight, loss.content_form)
-    if d.method == "patch":
-        terms["style.mrf"] = PatchTerm(extractor, scene, style_layers(cfg, net), style_feats, loss.style_weight,
-                                       d.patch_size, d.patch_stride, d.semantic_weight)
-        if d.patch_gram_layers:
-            grams = {canonical_layer(k, net): v for k, v in d.patch_gram_layers.items()}
-            terms["style.gram"] = RegionalGramTerm(net, scene, grams, style_feats, loss.style_weight, d.gram_form,
-                                                   d.mask_smoothing)
+    if r.content_layers and scene.content is not None:
+        targets = content_targets(extractor, scene.content, list(r.content_layers))
+        terms["content"] = ContentTerm(r.content_layers, targets, r.content_weight, r.content_form)
+    if r.method == "patch":
+        terms["style.mrf"] = PatchTerm(extractor, scene, r.style_layers, style_feats, r.style_weight,
+                                       r.patch_size, r.patch_stride, r.semantic_weight)
+        if r.gram_layers:
+            terms["style.gram"] = RegionalGramTerm(net, scene, r.gram_layers, style_feats, r.style_weight,
+                                                   r.gram_form, r.mask_smoothing)
     else:
-        terms["style"] = RegionalGramTerm(net, scene, style_layers(cfg, net), style_feats, loss.style_weight,
-                                          d.gram_form, d.mask_smoothing)
-    terms["tv"] = TVTerm(loss.tv_weight, TV_FORMS[d.tv_form])
+        terms["style"] = RegionalGramTerm(net, scene, r.style_layers, style_feats, r.style_weight, r.gram_form,
+                                          r.mask_smoothing)
+    terms["tv"] = TVTerm(r.tv_weight, r.tv)
     return Objective(extractor, terms)
+
+
+class DoodleTask:
+    """What the engine optimises at each phase of a doodle (see :class:`nst.engine.Task`).
+
+    Whole phases: the scene scaled to the phase (:meth:`Scene.scaled`, the one place it is scaled). Tiled
+    phases (method gram): per-label style targets of the whole style image once, masks and content per tile.
+    """
+
+    def __init__(self, scene: Scene, recipe: DoodleRecipe):
+        self.scene, self.recipe = scene, recipe
+        self._scaled: dict[tuple[int, int], Scene] = {}
+
+    def scene_at(self, hw: tuple[int, int]) -> Scene:
+        hw = tuple(hw)
+        if hw not in self._scaled:  # keep one size: a print's scene at its size is large
+            self._scaled = {hw: self.scene.scaled(hw)}
+        return self._scaled[hw]
+
+    def whole(self, index: int, hw: tuple[int, int], extractor: FeatureExtractor) -> Objective:
+        return make_objective(extractor, self.scene.scaled(tuple(hw)), self.recipe)
+
+    def tile_targets(self, index: int, hw, tiles: TilesConfig, extractor: FeatureExtractor) -> dict:
+        s, r = self.scene_at(hw), self.recipe
+        layers = list(r.style_layers)
+        masks = layer_masks(s.style_masks, extractor.network, layers, r.mask_smoothing)
+        grams = tiled_masked_grams(extractor, s.style, masks, layers, r.gram_form, tiles.size, tiles.overlap)
+        return {"grams": grams, "style_masks": masks}
+
+    def _content(self, extractor, hw, box, shape) -> dict[str, tf.Tensor] | None:
+        s = self.scene_at(hw)
+        if not self.recipe.content_layers or s.content is None:
+            return None
+        return content_targets(extractor, np.ascontiguousarray(crop(s.content, box, shape)),
+                               list(self.recipe.content_layers))
+
+    def tile_objective(self, extractor: FeatureExtractor, shared: dict, hw, box, shape) -> Objective:
+        r, net, terms = self.recipe, extractor.network, {}
+        targets = self._content(extractor, hw, box, shape)
+        if targets is not None:
+            terms["content"] = ContentTerm(r.content_layers, targets, r.content_weight, r.content_form)
+        terms["style"] = TileGramTerm(net, r.style_layers, shared["grams"], shared["style_masks"],
+                                      crop(self.scene_at(hw).target_masks, box, shape), r.style_weight, r.gram_form,
+                                      r.mask_smoothing)
+        terms["tv"] = TVTerm(r.tv_weight, r.tv)
+        return Objective(extractor, terms)
+
+    def retarget(self, objective: Objective, hw, box, shape) -> None:
+        targets = self._content(objective.extractor, hw, box, shape)
+        if targets is not None:
+            objective.terms["content"].set_target(targets)
+        objective.terms["style"].set_masks(crop(self.scene_at(hw).target_masks, box, shape))
 
 
 # ---------------------------------------------------------------- the run
 
 
-def initial_image(cfg: DoodleConfig, scene: Scene, init_file: np.ndarray | None = None) -> np.ndarray:
+def initial_image(cfg, scene: Scene, init_file: np.ndarray | None = None) -> np.ndarray:
     """nst's initialisation at the scene's size; without a content photo, noise centres on the ImageNet mean."""
     h, w = scene.size
     base = scene.content if scene.content is not None else np.broadcast_to(RGB_MEAN, (h, w, 3)).copy()
@@ -164,38 +175,31 @@ def initial_image(cfg: DoodleConfig, scene: Scene, init_file: np.ndarray | None 
     return nst_initial_image(cfg, base, init_file)
 
 
-def region_style_losses(extractor: FeatureExtractor, scene: Scene, cfg: DoodleConfig, image: np.ndarray) -> np.ndarray:
+def region_style_losses(extractor: FeatureExtractor, scene: Scene, recipe: DoodleRecipe,
+                        image: np.ndarray) -> np.ndarray:
     """(K,) per-label regional Gram loss over ``layers.style`` of ``image`` (H, W, 3), whatever the method.
 
     A yardstick of how well each region took its style; ``extractor`` must provide ``layers.style``.
     """
-    net = extractor.network
-    layers = {canonical_layer(k, net): v for k, v in cfg.layers.style.items()}
-    term = RegionalGramTerm(net, scene, layers, extractor(scene.style[None]), 1.0, cfg.doodle.gram_form,
-                            cfg.doodle.mask_smoothing)
+    term = RegionalGramTerm(extractor.network, scene, recipe.region_layers, extractor(scene.style[None]), 1.0,
+                            recipe.gram_form, recipe.mask_smoothing)
     return term.per_label(extractor(image[None])).numpy()
 
 
-def paint(scene: Scene, cfg: DoodleConfig, extractors: Extractors | FeatureExtractor,
-          control: Control | Callback | None = None, init_file: np.ndarray | None = None, log: Log | None = None,
-          cache_dir: Path | None = None) -> Result:
+def paint(scene: Scene, cfg, *, extractors: Extractors, control: Control | None = None,
+          init_file: np.ndarray | None = None, log=None, numerics: Numerics | None = None) -> Result:
     """Paint ``scene.target_masks``' layout in the style of ``scene.style``; returns the engine's Result.
 
     Progress events are numbered over all phases (coarse phases report their own, smaller images).
     """
-    extractors, precision = as_extractors(extractors, cfg.precision)
-    plan = phase_plan(cfg, scene.size, extractors().network)
+    recipe = DoodleRecipe.of(cfg, extractors.network, scene.content is not None)
+    plan = phase_plan(cfg, scene.size, recipe)
     for i, s in enumerate(plan):
         if log:
             st = scene.scaled(s.hw).style
             log(f"phase {i + 1}/{len(plan)}: {s.hw[1]}x{s.hw[0]} px, style {st.shape[1]}x{st.shape[0]} px, "
                 f"{s.iterations} iterations")
-
-    def build(index: int, hw: tuple[int, int], extractor: FeatureExtractor) -> Objective:
-        return make_objective(extractor, scene.scaled(hw), cfg)
-
-    from doodle.tiles import DoodleTiles  # phases over tiles.max_pixels in tiles (prints)
-
     x0 = initial_image(cfg, scene.scaled(plan[0].hw), init_file)
-    return run_tiled_plan(plan, build, DoodleTiles(scene, cfg), extractors, x0, cfg.optimizer, cfg.tiles,
-                          as_control(control), precision, cfg.optimizer.xla, log, cache_dir)
+    return run_plan(plan, DoodleTask(scene, recipe), extractors=extractors, x0=x0, opt=cfg.optimizer,
+                    control=control or Control(), numerics=numerics or Numerics(cfg.precision, cfg.optimizer.xla),
+                    log=log)

@@ -11,15 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from nst.cli import quiet_tensorflow_import, run_main, say
-from nst.config import to_dict
-from nst.determinism import seed_everything
 from nst.events import Control
-from nst.outputs import RunRecorder, prepare_dir, record_run
-from nst.progress import ProgressPrinter
+from nst.kinds import Kind
+from nst.recorded_run import network, recorded_run
 from nst.run import config_from_args, overrides, parse_args
-from nst.weights import cache_dir, load_weights
+from nst.weights import cache_dir
 
-from doodle.config import DoodleConfig, defaults_yaml, load_doodle_config
+from doodle.config import PATH_KEYS, DoodleConfig, defaults_yaml, load_doodle_config
 from doodle.maps import labels_preview, to_hex
 
 
@@ -30,10 +28,11 @@ def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = No
     runs; ``control`` adds subscribers and lets the caller cancel (the record then says ``cancelled``).
     """
     with quiet_tensorflow_import():
-        from doodle.engine import make_extractors, needed_layers, paint, phase_plan
+        from doodle.engine import make_extractors, paint, phase_plan
+        from doodle.recipe import DoodleRecipe
+        from nst.engine import Numerics
+        from nst.plan import describe
     from doodle.inputs import load_inputs
-    from doodle.tiles import check_tiles
-    from nst.tiles import describe, plan_work
 
     inputs = load_inputs(cfg)
     for note in inputs.notes:
@@ -42,41 +41,31 @@ def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = No
         say(inputs.labels.describe())
     else:
         say("no semantic maps: " + ("plain style transfer" if cfg.content else "texture synthesis"))
-    weights, info = loaded_weights or load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
-    needed_layers(cfg, info.network, inputs.scene.content is not None)  # unknown layer names fail here
-    plan = phase_plan(cfg, inputs.scene.size, info.network)  # and too many phases for the size here
-    check_tiles(cfg, plan)  # and a method that cannot run in tiles at a print size here
-    say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
-    if info.notice:
-        say(f"notice: {info.notice}")
+    weights, info = network(cfg, loaded_weights)
+    recipe = DoodleRecipe.of(cfg, info.network, inputs.scene.content is not None)  # unknown layer names fail here
+    plan = phase_plan(cfg, inputs.scene.size, recipe)  # too many phases for the size, or a method not for tiles
     h, w = inputs.scene.size
-    out = prepare_dir(Path(cfg.output_dir))
-    say(f"doodle ({cfg.doodle.method}): {w}x{h} px in {len(plan)} phase(s) {describe(plan, cfg.tiles)}; "
-        f"output -> {out}")
-    seed_everything(cfg.seed)
-    extractors = make_extractors(cfg, weights, info.network, inputs.scene.content is not None)
 
-    printer = ProgressPrinter(cfg.optimizer.iterations, cfg.progress.every, cfg.progress.quiet,
-                              work=plan_work(plan, cfg.tiles))
-    recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
-    recorder.extra.update({
+    def headline(out: Path) -> str:
+        return f"doodle ({cfg.doodle.method}): {w}x{h} px in {len(plan)} phase(s) {describe(plan)}; output -> {out}"
+
+    def work(control: Control, recorder):
+        if inputs.labels is not None:  # inside the recorded run: a failed write marks it failed
+            recorder.write_png("labels.png", labels_preview(inputs.labels, inputs.map_names))
+        result = paint(inputs.scene, cfg, extractors=make_extractors(recipe, weights), control=control,
+                       init_file=inputs.init_file, log=say,
+                       numerics=Numerics(cfg.precision, cfg.optimizer.xla, cache_dir()))
+        result.info["phases"] = result.info["scales"]
+        return result
+
+    extra = {
         "method": cfg.doodle.method,
         "labels": None if inputs.labels is None else {
             "palette": [to_hex(c) for c in inputs.labels.palette],
             "shares": {name: [round(float(s), 5) for s in inputs.labels.shares[name]] for name in inputs.map_names},
         },
-    })
-    control = control or Control()
-    control.subscribers.insert(0, recorder)
-
-    def work():
-        if inputs.labels is not None:  # inside the recorded run: a failed write marks it failed
-            recorder.write_png("labels.png", labels_preview(inputs.labels, inputs.map_names))
-        result = paint(inputs.scene, cfg, extractors, control, inputs.init_file, log=say, cache_dir=cache_dir())
-        recorder.extra.update(result.info, phases=result.info["scales"])
-        return result.image, result.stop
-
-    return record_run(recorder, printer, work)
+    }
+    return recorded_run(cfg, info, plan, headline=headline, work=work, control=control, extra=extra)
 
 
 def main(argv: list[str]) -> int:
@@ -87,6 +76,11 @@ def main(argv: list[str]) -> int:
         execute(cfg)
     return 0
 
+
+KIND = Kind(name="doodle", title="neural doodle", command="python -m doodle.run", schema=DoodleConfig,
+            load=load_doodle_config, path_keys=PATH_KEYS,
+            inputs=("style", "content", "doodle.style_map", "doodle.target_map", "doodle.content_map"),
+            execute=execute, marker="doodle")
 
 if __name__ == "__main__":
     raise SystemExit(run_main(main))

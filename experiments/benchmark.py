@@ -59,7 +59,8 @@ def measure(size: int, path: str, steps: int) -> dict:
     from nst.inputs import load_inputs
     from nst.outputs import peak_memory_mb
     from nst.precision import time_step
-    from nst.transfer import compute_targets, initial_image, make_extractor, make_objective
+    from nst.recipe import TransferRecipe
+    from nst.transfer import compute_targets, initial_image, make_extractors, make_objective
     from nst.weights import load_weights
 
     precision, _, xla = path.partition("+")
@@ -67,9 +68,10 @@ def measure(size: int, path: str, steps: int) -> dict:
                       [f"image.size={size}", f"precision={precision}", "model.download=false"])
     content, styles, _ = load_inputs(cfg, log=lambda _s: None)
     weights, info = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
-    ext32 = make_extractor(cfg, weights, info.network, "float32")
-    extractor = make_extractor(cfg, weights, info.network, precision)
-    objective = make_objective(extractor, compute_targets(ext32, content, styles, cfg), cfg)
+    recipe = TransferRecipe.of(cfg, info.network)
+    extractors = make_extractors(recipe, weights)
+    objective = make_objective(extractors(precision), compute_targets(extractors("float32"), content, styles, recipe),
+                               recipe)
     x = tf.constant(initial_image(cfg, content)[None])
     start = time.perf_counter()
     seconds, total = time_step(objective.step(bool(xla)), x, repeats=steps)

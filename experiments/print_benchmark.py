@@ -58,7 +58,8 @@ def report(run_dir: Path, size: int) -> dict | None:
 
     from nst.config import TilesConfig
     from nst.images import read_image
-    from nst.tiles import border_lines, is_tiled, seam_ratio
+    from nst.plan import is_tiled
+    from nst.tiles import border_lines, seam_ratio
 
     info_path, result = run_dir / "run.json", run_dir / "result.png"
     if not info_path.is_file():

@@ -1,16 +1,19 @@
 """The one optimisation engine behind style transfer, doodles, and everything built on them.
 
-A run is a *plan*: a list of :class:`Scale` s, coarse to fine (one scale for the paper's single-size
-runs). For each scale the caller's ``build(index, hw, extractor)`` returns an
-:class:`nst.objective.Objective` with that scale's targets; the engine starts it from the previous
-scale's result upsampled (the first from ``x0``), runs the configured optimiser on the objective's
-compiled step, and reports a :class:`nst.events.Progress` per iteration, numbered over the whole plan,
-to the :class:`nst.events.Control`'s subscribers (which may cancel).
+A run is a *plan* (:mod:`nst.plan`): scales coarse to fine, one for the paper's single-size runs. A
+*task* (style transfer's :class:`nst.transfer.TransferTask`, the doodle's :class:`doodle.engine.DoodleTask`)
+says what to optimise at a scale; :func:`run_plan` is the one driver that runs an optimiser. Each scale
+starts from the previous scale's result upsampled (the first from ``x0``). A whole scale is optimised on
+``task.whole(...)``'s objective. A tiled scale (a print) is optimised tile by tile, pass by pass, on one
+objective per numeric path built by ``task.tile_objective(...)`` from style targets computed once
+(``task.tile_targets(...)``) and refilled per tile (``task.retarget(...)``), each tile blended into the
+image (:mod:`nst.tiles`). Progress leaves as one :class:`nst.events.Progress` per iteration, numbered over
+the whole plan, to the :class:`nst.events.Control`'s subscribers (which may cancel).
 
-The numeric path (precision, XLA) comes from :mod:`nst.precision`. When L-BFGS finds no further
-decrease on a reduced-precision path before its iterations run out, the engine finishes that scale and
-the rest in float32 (bfloat16's rounding can end the line search early; float32 goes on), and records it.
-Nothing here reads or writes files.
+The numeric path (precision, XLA) is chosen once per plan, here (:func:`choose_path`, probed on the shape
+the plan spends most time on). When L-BFGS finds no further decrease on a reduced-precision path before its
+iterations run out, the engine finishes that optimisation in float32 (bfloat16's rounding can end the line
+search early; float32 goes on), and records it. Nothing here reads or writes files.
 """
 
 from __future__ import annotations
@@ -18,31 +21,45 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import tensorflow as tf
 
-from nst.config import OptimizerConfig
+from nst.config import OptimizerConfig, TilesConfig
 from nst.events import Control, Progress
 from nst.features import FeatureExtractor
 from nst.objective import Objective
 from nst.optimize import OPTIMIZERS
+from nst.plan import Scale, total_iterations
 from nst.precision import Choice, Path_, choose, time_step
+from nst.tiles import Box, blend, crop
 from nst.weights import Weights
 
 Log = Callable[[str], None]
-Build = Callable[[int, tuple[int, int], FeatureExtractor], Objective]
+FLOAT32 = Path_("float32", False)
 
 
-@dataclass(frozen=True)
-class Scale:
-    hw: tuple[int, int]  # (height, width) of the image at this scale
-    iterations: int
+class Task(Protocol):
+    """What a kind optimises at each scale; the engine owns the loop, tiles, precision and progress."""
+
+    def whole(self, index: int, hw: tuple[int, int], extractor: FeatureExtractor) -> Objective:
+        """The objective of scale ``index`` run whole at ``hw`` = (h, w), with its targets."""
+
+    def tile_targets(self, index: int, hw: tuple[int, int], tiles: TilesConfig, extractor: FeatureExtractor) -> object:
+        """Style targets of the whole image at a tiled scale, summed over tiles of ``tiles.size`` with
+        ``tiles.overlap`` px of context (computed once per tiled scale)."""
+
+    def tile_objective(self, extractor: FeatureExtractor, shared: object, hw: tuple[int, int], box: Box,
+                       shape: tuple[int, int]) -> Objective:
+        """A tile objective (built once per tiled scale and path) with the targets of the tile at ``box``."""
+
+    def retarget(self, objective: Objective, hw: tuple[int, int], box: Box, shape: tuple[int, int]) -> None:
+        """Refill a tile objective's per-tile targets (content features, doodle masks) for ``box``."""
 
 
 class Extractors:
-    """One VGG feature extractor per precision, built when first asked for (they share the weights)."""
+    """The run's VGG feature extractor at each precision, built when first asked for (they share the weights)."""
 
     def __init__(self, weights: Weights, network: str, pooling: str, layers: list[str]):
         self.weights, self.network, self.pooling, self.layers = weights, network, pooling, list(layers)
@@ -55,28 +72,22 @@ class Extractors:
         return self._built[precision]
 
 
-class Fixed:
-    """One given extractor standing in for :class:`Extractors`: its precision is the only path."""
+@dataclass(frozen=True)
+class Numerics:
+    """How the numeric path is chosen: ``precision`` / ``xla`` as in the config (``auto`` probes, cached
+    under ``cache_dir``), or ``choice`` pinned by the caller (a video chooses once for every frame)."""
 
-    def __init__(self, extractor: FeatureExtractor):
-        self.extractor, self.network = extractor, extractor.network
-
-    def __call__(self, precision: str = "float32") -> FeatureExtractor:
-        return self.extractor
-
-
-def as_extractors(extractors: Extractors | FeatureExtractor, precision: str) -> tuple[Extractors | Fixed, str]:
-    """(extractors, precision to run): a single FeatureExtractor pins the precision it was built with."""
-    if isinstance(extractors, FeatureExtractor):
-        return Fixed(extractors), extractors.precision
-    return extractors, precision
+    precision: str = "float32"
+    xla: bool | str = False
+    cache_dir: Path | None = None
+    choice: Choice | None = None
 
 
 @dataclass
 class Result:
     image: np.ndarray  # (H, W, 3) float32 at the last scale
     stop: str  # why it ended, for people
-    iterations: int  # done over all scales
+    iterations: int  # done over all scales (every tile's)
     info: dict = field(default_factory=dict)  # precision path and why, fallbacks, scales: for run.json
 
 
@@ -88,85 +99,164 @@ def upsample(image: np.ndarray, hw: tuple[int, int], bounded: bool = True) -> np
     return np.clip(up, 0, 255) if bounded else up
 
 
-def choose_path(plan: list[Scale], build: Build, extractors: Extractors, x0: np.ndarray, precision: str, xla,
-                cache_dir: Path | None, log: Log) -> Choice:
-    """The numeric path for this plan, probed (when asked to) at its final, most expensive scale."""
-    hw = plan[-1].hw
-    image = tf.constant(upsample(x0, hw)[None], tf.float32)
+class _Objectives:
+    """Where each optimisation's objective comes from: whole scales ask the task each time; a tiled scale
+    keeps one objective per path, its style targets computed once, its per-tile targets refilled."""
+
+    def __init__(self, task: Task, extractors: Extractors):
+        self.task, self.extractors = task, extractors
+        self._tiled: tuple[int, object, dict] | None = None  # (scale index, shared targets, path -> objective)
+
+    def get(self, index: int, scale: Scale, box: Box, precision: str) -> Objective:
+        extractor = self.extractors(precision)
+        if not scale.tiled:
+            return self.task.whole(index, scale.hw, extractor)
+        if self._tiled is None or self._tiled[0] != index:
+            self._tiled = (index, self.task.tile_targets(index, scale.hw, scale.tiles, self.extractors("float32")), {})
+        _, shared, built = self._tiled
+        if precision not in built:
+            built[precision] = self.task.tile_objective(extractor, shared, scale.hw, box, scale.shape)
+        else:
+            self.task.retarget(built[precision], scale.hw, box, scale.shape)
+        return built[precision]
+
+
+def choose_path(plan: list[Scale], task: Task, extractors: Extractors, x0: np.ndarray, numerics: Numerics,
+                log: Log, objectives: _Objectives | None = None) -> Choice:
+    """The numeric path for this plan, probed (when asked to) on the shape it spends most time on: the first
+    tiled scale's tile shape (a print: probing whole scales too would double their memory), else the last scale."""
+    objectives = objectives or _Objectives(task, extractors)
+    index = next((i for i, s in enumerate(plan) if s.tiled), len(plan) - 1)
+    scale = plan[index]
+    hw = scale.shape
+    image = tf.constant(upsample(x0, hw)[None], tf.float32)  # x0 resized to the probed shape times a step
+    first_box = scale.grids()[0][0]
     fastest = [float("inf")]
 
     def probe(path: Path_) -> tuple[float, float]:
-        objective = build(len(plan) - 1, hw, extractors(path.precision))
+        objective = objectives.get(index, scale, first_box, path.precision)
         # a warm-up 5x slower than the fastest evaluation so far (and over 20 s, compiling included) ends the probe
         seconds, loss = time_step(objective.step(path.xla), image, give_up_after=max(20.0, 5 * fastest[0]))
         fastest[0] = min(fastest[0], seconds)
         return seconds, loss
 
-    work = sum(s.hw[0] * s.hw[1] * s.iterations for s in plan)
-    ext = extractors("float32")
+    if scale.tiled:
+        work = hw[0] * hw[1] * scale.iterations * len(scale.grids()[0])
+    else:
+        work = sum(s.hw[0] * s.hw[1] * s.iterations for s in plan)
     # cached per size and network: max pooling's gradient has no deterministic XLA kernel, avg pooling's has
-    key = f"{hw[1]}x{hw[0]} {ext.network}/{getattr(ext, 'pooling', '?')}"
-    return choose(precision, xla, probe, key, work, cache_dir, log)
+    key = f"{hw[1]}x{hw[0]} {extractors.network}/{extractors.pooling}"
+    return choose(numerics.precision, numerics.xla, probe, key, work, numerics.cache_dir, log)
 
 
-def run_plan(plan: list[Scale], build: Build, extractors: Extractors, x0: np.ndarray, opt: OptimizerConfig,
-             control: Control, precision: str = "float32", xla=False, log: Log | None = None,
-             cache_dir: Path | None = None, choice: Choice | None = None) -> Result:
-    """Optimise through ``plan`` from ``x0`` (at the first scale's size); returns the final image and a record.
+@dataclass
+class _Run:
+    """The state of one run_plan call: numbering, notes, the path in force."""
 
-    ``choice`` pins the numeric path (e.g. a video reusing one probe for every frame); otherwise it is
-    chosen from ``precision`` / ``xla`` (``auto`` probes).
-    """
-    log = log or (lambda _s: None)
-    extractors, precision = as_extractors(extractors, precision)
-    choice = choice or choose_path(plan, build, extractors, x0, precision, xla, cache_dir, log)
-    log(f"precision: {choice.name} ({choice.why})")
-    path = Path_(choice.precision, choice.xla)
+    control: Control
+    plan: list[Scale]
+    total: int
+    start: float = field(default_factory=time.perf_counter)
+    done: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tile_passes(self) -> int:
+        """> 0 on every event of a plan with tiled scales (its losses.csv has tile columns from row 1)."""
+        return next((s.tiles.passes for s in self.plan if s.tiled), 0)
+
+    def reporter(self, index: int, path: Path_, canvas: np.ndarray | None, tile: dict):
+        def report(terms: dict, img: np.ndarray) -> None:
+            self.done += 1
+            vals = {k: float(v) for k, v in terms.items()}
+            total = vals.pop("total")
+            self.control.emit(Progress(self.done, vals, total, time.perf_counter() - self.start,
+                                       img if canvas is None else canvas, self.total, index, len(self.plan), path.name,
+                                       tile_passes=self.tile_passes, **(tile or {})))
+
+        return report
+
+
+def _optimise(run: _Run, objectives: _Objectives, index: int, scale: Scale, box: Box, image: np.ndarray,
+              opt: OptimizerConfig, path: Path_, log: Log, canvas: np.ndarray | None = None,
+              tile: dict | None = None) -> tuple[np.ndarray, Path_, str | None]:
+    """One optimisation (a whole scale or one tile) of ``scale.iterations``: (image, path in force, stall)."""
     run_optimizer = OPTIMIZERS[opt.method]
-    total_its = sum(s.iterations for s in plan)
-    start, done, image = time.perf_counter(), 0, x0
-    notes, scales, stalls = [], [], []
+    left = scale.iterations
+    while left > 0:
+        objective = objectives.get(index, scale, box, path.precision)
+        rounds, done_before = max(1, min(opt.rounds, left)), run.done
+        try:
+            out = run_optimizer(objective.step(path.xla), image, opt, left, run.reporter(index, path, canvas, tile),
+                                objective.on_round if objective.has_rounds else None, rounds)
+        except tf.errors.OpError as exc:  # a path this objective cannot run (e.g. no deterministic XLA kernel)
+            if path == FLOAT32 or run.done != done_before:
+                raise
+            note = f"{path.name} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); float32 runs"
+            log(f"notice: {note}")
+            run.notes.append(note)
+            path = FLOAT32
+            continue
+        image, left = out.image, left - out.iterations
+        if not out.stalled:
+            return image, path, None
+        if path.precision != "float32":
+            note = (f"{path.name} found no further decrease at iteration {run.done} (scale {index + 1}); "
+                    f"the remaining {left} iterations run in float32")
+            log(f"notice: {note}")
+            run.notes.append(note)
+            path = Path_("float32", path.xla)
+            continue
+        return image, path, out.stop
+    return image, path, None
+
+
+def run_plan(plan: list[Scale], task: Task, *, extractors: Extractors, x0: np.ndarray, opt: OptimizerConfig,
+             control: Control, numerics: Numerics = Numerics(), log: Log | None = None) -> Result:
+    """Optimise through ``plan`` from ``x0`` (at the first scale's size); returns the final image and a record."""
+    log = log or (lambda _s: None)
+    objectives = _Objectives(task, extractors)
+    probed = numerics.choice is None
+    choice = numerics.choice or choose_path(plan, task, extractors, x0, numerics, log, objectives)
+    tiled = any(s.tiled for s in plan)
+    log(f"precision{' (tiles, and the whole scales before them)' if tiled else ''}: {choice.name} ({choice.why})")
+    chosen = path = Path_(choice.precision, choice.xla)
+    run = _Run(control, plan, total_iterations(plan))
+    image, scales, stalls = x0, [], []
     for index, scale in enumerate(plan):
         control.check()
         image = upsample(image, scale.hw, opt.bounds)
-        left, record = scale.iterations, {"width": scale.hw[1], "height": scale.hw[0], "iterations": scale.iterations}
-        while left > 0:
-            objective = build(index, scale.hw, extractors(path.precision))
-
-            def report(terms: dict, img: np.ndarray, _path=path) -> None:
-                nonlocal done
-                done += 1
-                vals = {k: float(v) for k, v in terms.items()}
-                total = vals.pop("total")
-                control.emit(Progress(done, vals, total, time.perf_counter() - start, img, total_its, index,
-                                      len(plan), _path.name))
-
-            rounds, done_before = max(1, min(opt.rounds, left)), done
-            try:
-                out = run_optimizer(objective.step(path.xla), image, opt, left, report,
-                                    objective.on_round if objective.has_rounds else None, rounds)
-            except tf.errors.OpError as exc:  # a path this objective cannot run (e.g. no deterministic XLA kernel)
-                if path == Path_("float32", False) or done != done_before:
-                    raise
-                note = f"{path.name} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); float32 runs"
-                log(f"notice: {note}")
-                notes.append(note)
-                path = Path_("float32", False)
-                continue
-            image, left = out.image, left - out.iterations
-            if not out.stalled:
-                break
-            if path.precision != "float32":
-                note = (f"{path.name} found no further decrease at iteration {done} (scale {index + 1}); "
-                        f"the remaining {left} iterations run in float32")
-                log(f"notice: {note}")
-                notes.append(note)
-                path = Path_("float32", path.xla)
-                continue
-            stalls.append(f"scale {index + 1}: {out.stop}")
-            break
-        scales.append({**record, "done": scale.iterations - left, "precision": path.name})
-    stop = "iterations done" if done == total_its else f"stopped early after {done} of {total_its} iterations " \
-                                                       f"({'; '.join(stalls)})"
-    info = {"precision": choice.record(), "precision_fallbacks": notes, "scales": scales}
-    return Result(image, stop, done, info)
+        record = {"width": scale.hw[1], "height": scale.hw[0], "iterations": scale.iterations}
+        done_before = run.done
+        if not scale.tiled:
+            image, path, stall = _optimise(run, objectives, index, scale, (0, 0), image, opt, path, log)
+            if stall:
+                stalls.append(f"scale {index + 1}: {stall}")
+            scales.append({**record, "done": run.done - done_before, "precision": path.name})
+            continue
+        image = np.array(image, np.float32)  # the canvas, blended in place
+        grids, shape, t = scale.grids(), scale.shape, scale.tiles
+        log(f"scale {index + 1}/{len(plan)}: {scale.hw[1]}x{scale.hw[0]} px in {shape[1]}x{shape[0]} px tiles, "
+            f"overlap {t.overlap} px, {' + '.join(str(len(g)) for g in grids)} tiles in {t.passes} "
+            f"pass(es), {scale.iterations} iterations each; style targets of the whole image computed once")
+        stalled = 0
+        for p, boxes in enumerate(grids):
+            for i, box in enumerate(boxes):
+                control.check()
+                tile = {"tile": i + 1, "tiles": len(boxes), "tile_pass": p + 1}
+                start = np.ascontiguousarray(crop(image, box, shape))
+                # every tile starts on the chosen path: a float32 finish of one tile is that tile's
+                out, _, stall = _optimise(run, objectives, index, scale, box, start, opt, chosen, log, image, tile)
+                stalled += stall is not None
+                blend(image, out, box, t.overlap)
+        if stalled:
+            stalls.append(f"scale {index + 1}: {stalled} tile run(s) stopped early (no further decrease)")
+        scales.append({**record, "done": run.done - done_before, "precision": choice.name,
+                       "tiles": [len(g) for g in grids], "tile": [shape[1], shape[0]], "overlap": t.overlap,
+                       "passes": t.passes})
+    stop = "iterations done" if not stalls else (f"stopped early after {run.done} of {run.total} iterations "
+                                                 f"({'; '.join(stalls)})")
+    info = {"precision": choice.record(), "precision_fallbacks": run.notes, "scales": scales}
+    if tiled and probed:
+        info["precision_tiles"] = choice.record()
+    return Result(image, stop, run.done, info)

@@ -31,6 +31,12 @@ def all_layers(network: str) -> list[str]:
     return names
 
 
+def pools_before(layer: str, network: str) -> int:
+    """How many 2x2 poolings lie before ``layer`` (its features are 1/2^n of the image)."""
+    order = all_layers(network)
+    return sum(1 for n in order[: order.index(layer)] if n.endswith("pool"))
+
+
 def canonical_layer(name: str, network: str) -> str:
     """``conv4_2`` / ``relu4_2`` / ``block4_conv2`` -> ``block4_conv2``; ``pool1`` -> ``block1_pool``."""
     m = re.fullmatch(r"(?:conv|relu)(\d)_(\d)", name)

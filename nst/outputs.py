@@ -37,6 +37,7 @@ import yaml
 from PIL import Image
 
 from nst.cli import say
+from nst.config import to_dict
 from nst.errors import UserError
 from nst.events import CSV_HEADER, TILE_COLUMNS, Cancelled, Progress, extra_columns
 from nst.images import save_png, save_tiff
@@ -253,11 +254,11 @@ def _aside_name(folder: Path, name: str) -> Path:
     return target
 
 
-def _needed_bytes(config: dict, snapshots: set[int]) -> int:
+def _needed_bytes(cfg, snapshots: set[int]) -> int:
     """A generous estimate of what a run writes: raw RGB per PNG, ~80 bytes per losses.csv row."""
-    size = (config.get("image") or {}).get("size", 512)
+    size = cfg.image.size
     pixels = size[0] * size[1] if isinstance(size, list) else size * size
-    iterations = (config.get("optimizer") or {}).get("iterations", 1000)
+    iterations = cfg.optimizer.iterations
     pngs = 2 + len([s for s in snapshots if s <= iterations])
     return pngs * (pixels * 3 + 4096) + iterations * 80 + 64 * 1024
 
@@ -277,10 +278,11 @@ class RunRecorder:
     Construct it when every check has passed: it is the first thing that changes the folder.
     """
 
-    def __init__(self, out_dir: Path, config: dict, snapshots: list[int], weights: WeightsInfo, seed: int,
-                 on_event=None):
-        self.out_dir, self.config, self.snapshots = Path(out_dir), config, set(snapshots)
-        self.weights, self.seed, self.on_event = weights, seed, on_event
+    def __init__(self, out_dir: Path, cfg, weights: WeightsInfo, on_event=None):
+        """``cfg``: the run's validated config (its snapshots, seed, sizes and result options are read typed)."""
+        self.out_dir, self.cfg, self.config = Path(out_dir), cfg, to_dict(cfg)
+        self.snapshots, self.seed = set(cfg.snapshots), cfg.seed
+        self.weights, self.on_event = weights, on_event
         self.started = time.time()
         self.last: Progress | None = None
         self.extra: dict = {}
@@ -304,13 +306,13 @@ class RunRecorder:
         """Refuse foreign files in the way, move inputs aside, delete the previous run's outputs."""
         out = self.out_dir
         self.prev = prev = owned_files(out)
-        last = (self.config.get("optimizer") or {}).get("iterations", 0)
+        last = self.cfg.optimizer.iterations
         planned = {"result.png", "run.json", "losses.csv", *(f"iter_{s:04d}.png" for s in self.snapshots if s <= last)}
         foreign = sorted(n for n in planned if (out / n).exists() and n not in prev)
         if foreign:
             raise UserError(f"output folder {out} holds {', '.join(foreign)}, which no earlier run of this tool "
                             f"wrote; move them away or choose another --output")
-        need = _needed_bytes(self.config, self.snapshots) - sum((out / n).stat().st_size for n in prev)
+        need = _needed_bytes(self.cfg, self.snapshots) - sum((out / n).stat().st_size for n in prev)
         free = shutil.disk_usage(out).free
         if free < need:
             raise UserError(f"output folder {out} has {free / 1e6:.1f} MB free; this run needs about "
@@ -416,10 +418,10 @@ class RunRecorder:
             raise UserError(f"the run ended with a loss of {last.total} or a non-finite image: not a result")
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=self.out_dir)
         os.close(fd)
-        opts = self.config.get("result") or {}  # prints: bit depth, sRGB profile, DPI (nst.config.ResultConfig)
-        depth, icc, dpi = opts.get("bit_depth", 8), opts.get("icc", False), opts.get("dpi")
+        opts = self.cfg.result  # prints: bit depth, sRGB profile, DPI (nst.config.ResultConfig)
+        depth, icc, dpi = opts.bit_depth, opts.icc, opts.dpi
         try:
-            if opts.get("tiff"):
+            if opts.tiff:
                 self._write("result.tif", lambda path: save_tiff(image, path, depth, icc, dpi,
                                                                  self._png_text()["nst:config"]))
             self._write(Path(tmp).name, lambda path: save_png(image, path, self._png_text(), depth, icc, dpi))

@@ -11,14 +11,13 @@ import json
 from pathlib import Path
 
 from nst.cli import quiet_tensorflow_import, run_main, say
-from nst.config import NSTConfig, defaults_yaml, load_config, to_dict
-from nst.determinism import seed_everything
+from nst.config import PATH_KEYS, NSTConfig, defaults_yaml, load_config, to_dict
 from nst.errors import UserError
 from nst.events import Control
 from nst.inputs import load_inputs
-from nst.outputs import RunRecorder, prepare_dir, record_run
-from nst.progress import ProgressPrinter
-from nst.weights import cache_dir, load_weights
+from nst.kinds import Kind
+from nst.recorded_run import network, recorded_run
+from nst.weights import cache_dir
 
 
 def parse_args(argv: list[str], prog: str = "python -m nst.run", what: str = "style transfer") -> argparse.Namespace:
@@ -51,33 +50,24 @@ def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = No
     content, styles, init = load_inputs(cfg)  # image errors come before TensorFlow's slow import
 
     with quiet_tensorflow_import():
-        from nst.tiles import describe, plan_work
-        from nst.transfer import layer_weights, make_extractors, scale_plan, stylize
+        from nst.engine import Numerics
+        from nst.plan import describe
+        from nst.recipe import TransferRecipe
+        from nst.transfer import make_extractors, scale_plan, stylize
 
-    weights, info = loaded_weights or load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
-    layer_weights(cfg, info.network)  # unknown layers fail here, before the output folder is touched
+    weights, info = network(cfg, loaded_weights)
+    recipe = TransferRecipe.of(cfg, info.network)  # unknown layers fail here, before the output folder is touched
     plan = scale_plan(cfg, content.shape[:2])
-    say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
-    if info.notice:
-        say(f"notice: {info.notice}")
-    out = prepare_dir(Path(cfg.output_dir))
-    scales = describe(plan, cfg.tiles)
-    say(f"content {Path(cfg.content).name}: {content.shape[1]}x{content.shape[0]}; scales {scales}; output -> {out}")
-    seed_everything(cfg.seed)
-    extractors = make_extractors(cfg, weights, info.network)
 
-    printer = ProgressPrinter(cfg.optimizer.iterations, progress_every or cfg.progress.every, cfg.progress.quiet,
-                              work=plan_work(plan, cfg.tiles))
-    recorder = RunRecorder(out, to_dict(cfg), cfg.snapshots, info, cfg.seed, on_event=printer)
-    control = control or Control()
-    control.subscribers.insert(0, recorder)
+    def headline(out: Path) -> str:
+        return f"content {Path(cfg.content).name}: {content.shape[1]}x{content.shape[0]}; scales {describe(plan)}; " \
+               f"output -> {out}"
 
-    def work():
-        result = stylize(content, styles, cfg, extractors, control, init, log=say, cache_dir=cache_dir())
-        recorder.extra.update(result.info)
-        return result.image, result.stop
+    def work(control: Control, _recorder):
+        return stylize(content, styles, cfg, extractors=make_extractors(recipe, weights), control=control,
+                       init_file=init, log=say, numerics=Numerics(cfg.precision, cfg.optimizer.xla, cache_dir()))
 
-    return record_run(recorder, printer, work)
+    return recorded_run(cfg, info, plan, headline=headline, work=work, control=control, progress_every=progress_every)
 
 
 def config_from_args(args: argparse.Namespace, usage: str, defaults, load):
@@ -106,6 +96,9 @@ def main(argv: list[str]) -> int:
         execute(cfg)
     return 0
 
+
+KIND = Kind(name="nst", title="style transfer", command="python -m nst.run", schema=NSTConfig, load=load_config,
+            path_keys=PATH_KEYS, inputs=("content", "style"), execute=execute)
 
 if __name__ == "__main__":
     raise SystemExit(run_main(main))

@@ -45,11 +45,13 @@ class Scorer:
 
     def __init__(self, cfg: NSTConfig, content: np.ndarray, styles: list[tuple[np.ndarray, float]],
                  extractor):
+        from nst.recipe import TransferRecipe
         from nst.transfer import compute_targets, make_objective, prepare_styles
 
         self.cfg, self.size = cfg, (content.shape[1], content.shape[0])  # (width, height)
-        targets = compute_targets(extractor, content, prepare_styles(cfg, content, styles), cfg)
-        self._step = make_objective(extractor, targets, cfg).step()  # the optimiser's own compiled function
+        recipe = TransferRecipe.of(cfg, extractor.network)
+        targets = compute_targets(extractor, content, prepare_styles(cfg, content, styles), recipe)
+        self._step = make_objective(extractor, targets, recipe).step()  # the optimiser's own compiled function
 
     def __call__(self, image: np.ndarray) -> dict[str, float]:
         import tensorflow as tf
@@ -127,13 +129,14 @@ def score_images(paths: list[str], cfg: NSTConfig) -> tuple[list[dict], dict]:
     size = (content.shape[1], content.shape[0])
     images = [(p, *load_scored_image(p, size, cfg.image.max_input_pixels)) for p in paths]  # fail before TF work
     with quiet_tensorflow_import():
-        from nst.transfer import layer_weights, make_extractor  # imports TensorFlow
+        from nst.recipe import TransferRecipe
+        from nst.transfer import make_extractors  # imports TensorFlow
 
     weights, info = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
-    layer_weights(cfg, info.network)
+    recipe = TransferRecipe.of(cfg, info.network)  # unknown layers fail here
     if info.notice:
         say(f"notice: {info.notice}")
-    scorer = Scorer(cfg, content, styles, make_extractor(cfg, weights, info.network))
+    scorer = Scorer(cfg, content, styles, make_extractors(recipe, weights)("float32"))
     scores = [{"image": str(p), "resized_from": was, "losses": scorer(img)} for p, img, was in images]
     setup = {"network": info.network, "weights_sha256": info.sha256, "size": list(size),
              "pooling": cfg.model.pooling}

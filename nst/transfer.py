@@ -1,33 +1,38 @@
 """Style transfer on the engine: images and a config in, an image out; progress through a Control.
 
 Gatys, Ecker & Bethge 2015: the objective is alpha * content (eq. 2.2) + beta * style (eq. 2.5) +
-tv_weight * TV, built from :mod:`nst.terms` for each scale of the config's plan (``scales``: coarse to
-fine, targets recomputed per scale; one scale = the paper). No file is read or written here (an
-``init.method: file`` image is handed in already loaded), so the CLI, notebooks, figure scripts, the
-grader and the studio all call the same :func:`stylize`.
+tv_weight * TV, built from :mod:`nst.terms` with the run's :class:`nst.recipe.TransferRecipe` for each
+scale of the config's plan (``scales``: coarse to fine, targets recomputed per scale; one scale = the
+paper; a scale over ``tiles.max_pixels`` runs in tiles). :class:`TransferTask` is what the engine asks
+for at each scale; :class:`TransferImages` scales the content and style images, in one place. No file is
+read or written here (an ``init.method: file`` image is handed in already loaded), so the CLI, notebooks,
+figure scripts, the grader, the video and the studio all call the same :func:`stylize`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from nst.config import TilesConfig
 from nst.colors import luminance_transfer, match_color_histogram
-from nst.config import NSTConfig
-from nst.engine import Extractors, Result, Scale, as_extractors
-from nst.events import Callback, Control, as_control
-from nst.features import FeatureExtractor, canonical_layer
+from nst.engine import Extractors, Numerics, Result, run_plan
+from nst.events import Control
+from nst.features import FeatureExtractor
 from nst.images import resize
 from nst.objective import Objective
-from nst.precision import Choice
+from nst.plan import Scale, make_plan
+from nst.recipe import TransferRecipe
 from nst.terms import ContentTerm, GramTerm, TVTerm, content_targets, style_targets
+from nst.tiles import crop, tiled_grams
 from nst.weights import Weights
 
 # The ImageNet mean in RGB: the centre of the original's "noise" initialisation.
 RGB_MEAN = np.array([123.68, 116.779, 103.939], dtype=np.float32)
+
+Styles = list[tuple[np.ndarray, float]]  # [(image (H, W, 3) float32 0..255, blend weight)]
 
 
 @dataclass(frozen=True)
@@ -36,46 +41,27 @@ class Targets:
     grams: dict[str, tf.Tensor]  # layer -> (C, C) weight-blended Gram of the style images, divided by M
 
 
-def layer_weights(cfg: NSTConfig, network: str) -> tuple[dict[str, float], dict[str, float]]:
-    """Content and style layer weights by canonical name (paper names accepted)."""
-    content = {canonical_layer(k, network): v for k, v in cfg.layers.content.items()}
-    style = {canonical_layer(k, network): v for k, v in cfg.layers.style.items()}
-    return content, style
+def make_extractors(recipe: TransferRecipe, weights: Weights) -> Extractors:
+    return Extractors(weights, recipe.network, recipe.pooling, recipe.layers)
 
 
-def make_extractors(cfg: NSTConfig, weights: Weights, network: str) -> Extractors:
-    content, style = layer_weights(cfg, network)
-    return Extractors(weights, network, cfg.model.pooling, [*content, *style])
+def compute_targets(extractor: FeatureExtractor, content: np.ndarray, styles: Styles,
+                    recipe: TransferRecipe) -> Targets:
+    return Targets(content_targets(extractor, content, list(recipe.content_layers)),
+                   style_targets(extractor, styles, list(recipe.style_layers)))
 
 
-def make_extractor(cfg: NSTConfig, weights: Weights, network: str, precision: str | None = None) -> FeatureExtractor:
-    """One extractor at ``precision`` (default: the config's, float32 for auto)."""
-    p = precision or (cfg.precision if cfg.precision != "auto" else "float32")
-    return make_extractors(cfg, weights, network)(p)
-
-
-style_grams = style_targets  # the name the tests and notebooks know
-
-
-def compute_targets(extractor: FeatureExtractor, content: np.ndarray, styles: list[tuple[np.ndarray, float]],
-                    cfg: NSTConfig) -> Targets:
-    content_w, style_w = layer_weights(cfg, extractor.network)
-    return Targets(content_targets(extractor, content, list(content_w)),
-                   style_targets(extractor, styles, list(style_w)))
-
-
-def make_objective(extractor: FeatureExtractor, targets: Targets, cfg: NSTConfig) -> Objective:
+def make_objective(extractor: FeatureExtractor, targets: Targets, recipe: TransferRecipe) -> Objective:
     """alpha * sum_l w_l L_content + beta * L_style (eq. 2.7) + tv_weight * TV, as named terms."""
-    content_w, style_w = layer_weights(cfg, extractor.network)
-    loss = cfg.loss
+    r = recipe
     return Objective(extractor, {
-        "content": ContentTerm(content_w, targets.content, loss.content_weight, loss.content_form),
-        "style": GramTerm(style_w, targets.grams, loss.style_weight),
-        "tv": TVTerm(loss.tv_weight),
+        "content": ContentTerm(r.content_layers, targets.content, r.content_weight, r.content_form),
+        "style": GramTerm(r.style_layers, targets.grams, r.style_weight),
+        "tv": TVTerm(r.tv_weight),
     })
 
 
-def initial_image(cfg: NSTConfig, content: np.ndarray, init_file: np.ndarray | None = None) -> np.ndarray:
+def initial_image(cfg, content: np.ndarray, init_file: np.ndarray | None = None) -> np.ndarray:
     """The starting image, reproducible from ``cfg.seed``."""
     rng = np.random.default_rng(cfg.seed)
     method = cfg.init.method
@@ -90,59 +76,104 @@ def initial_image(cfg: NSTConfig, content: np.ndarray, init_file: np.ndarray | N
     return np.clip(r * noise + (1 - r) * content, 0, 255).astype(np.float32)
 
 
-def prepare_styles(cfg: NSTConfig, content: np.ndarray, styles: list[tuple[np.ndarray, float]]):
+def prepare_styles(cfg, content: np.ndarray, styles: Styles) -> Styles:
     if cfg.color.preserve == "histogram":
         return [(match_color_histogram(img, content), w) for img, w in styles]
     return styles
 
 
-def scale_plan(cfg: NSTConfig, hw: tuple[int, int]) -> list[Scale]:
-    """The config's ``scales`` (fractions of the output size, coarse to fine) as sizes; one scale if none."""
+def scale_plan(cfg, hw: tuple[int, int]) -> list[Scale]:
+    """The config's ``scales`` (fractions of the output size, coarse to fine) as sizes; one scale if none.
+    Scales over ``tiles.max_pixels`` are tiled."""
     if not cfg.scales:
-        return [Scale(tuple(hw), cfg.optimizer.iterations)]
-    return [Scale((max(1, round(hw[0] * s.size)), max(1, round(hw[1] * s.size))), s.iterations) for s in cfg.scales]
+        sizes = [(tuple(hw), cfg.optimizer.iterations)]
+    else:
+        sizes = [((max(1, round(hw[0] * s.size)), max(1, round(hw[1] * s.size))), s.iterations)
+                 for s in cfg.scales]
+    return make_plan(sizes, cfg.tiles)
 
 
-def _scaled(img: np.ndarray, factor: float, what: str) -> np.ndarray:
-    if factor == 1.0:
-        return img
-    h, w = img.shape[:2]
-    return resize(img, (max(1, round(w * factor)), max(1, round(h * factor))), what)
+class TransferImages:
+    """The content photo and style images of a run, and the one place they are scaled to a scale's size:
+    the content to (h, w), each style by the same factor as the content's long side."""
+
+    def __init__(self, content: np.ndarray, styles: Styles):
+        self.content, self.styles = content, styles
+        self._at: dict[tuple[int, int], tuple[np.ndarray, Styles]] = {}
+
+    def at(self, hw: tuple[int, int]) -> tuple[np.ndarray, Styles]:
+        hw = tuple(hw)
+        if hw not in self._at:  # keep one size: a print's content at its size is large
+            if hw == self.content.shape[:2]:
+                self._at = {hw: (self.content, self.styles)}
+            else:
+                f = max(hw) / max(self.content.shape[:2])
+                self._at = {hw: (resize(self.content, (hw[1], hw[0]), f"content at {hw[1]}x{hw[0]}"),
+                                 [(self._scaled(img, f), w) for img, w in self.styles])}
+        return self._at[hw]
+
+    @staticmethod
+    def _scaled(img: np.ndarray, factor: float) -> np.ndarray:
+        if factor == 1.0:
+            return img
+        h, w = img.shape[:2]
+        return resize(img, (max(1, round(w * factor)), max(1, round(h * factor))), "style image (coarse scale)")
 
 
-def stylize(content: np.ndarray, styles: list[tuple[np.ndarray, float]], cfg: NSTConfig,
-            extractors: Extractors | FeatureExtractor, control: Control | Callback | None = None, init_file: np.ndarray | None = None,
-            log=None, cache_dir: Path | None = None, targets: Targets | None = None,
-            choice: Choice | None = None) -> Result:
+class TransferTask:
+    """What the engine optimises at each scale of a style transfer (see :class:`nst.engine.Task`).
+
+    ``targets`` (optional, float32) are used as given at the content's own size instead of computed, so a
+    caller stylising many images of one shape with one style computes them once (the video)."""
+
+    def __init__(self, images: TransferImages, recipe: TransferRecipe, targets: Targets | None = None):
+        self.images, self.recipe, self.targets = images, recipe, targets
+
+    def whole(self, index: int, hw: tuple[int, int], extractor: FeatureExtractor) -> Objective:
+        if self.targets is not None and tuple(hw) == self.images.content.shape[:2]:
+            return make_objective(extractor, self.targets, self.recipe)
+        content, styles = self.images.at(hw)
+        return make_objective(extractor, compute_targets(extractor, content, styles, self.recipe), self.recipe)
+
+    def tile_targets(self, index: int, hw: tuple[int, int], tiles: TilesConfig,
+                     extractor: FeatureExtractor) -> dict[str, tf.Tensor]:
+        _, styles = self.images.at(hw)
+        return tiled_grams(extractor, styles, list(self.recipe.style_layers), tiles.size, tiles.overlap)
+
+    def _content_targets(self, extractor: FeatureExtractor, hw, box, shape) -> dict[str, tf.Tensor]:
+        content, _ = self.images.at(hw)
+        return content_targets(extractor, np.ascontiguousarray(crop(content, box, shape)),
+                               list(self.recipe.content_layers))
+
+    def tile_objective(self, extractor, shared, hw, box, shape) -> Objective:
+        targets = Targets(self._content_targets(extractor, hw, box, shape), shared)
+        return make_objective(extractor, targets, self.recipe)
+
+    def retarget(self, objective: Objective, hw, box, shape) -> None:
+        objective.terms["content"].set_target(self._content_targets(objective.extractor, hw, box, shape))
+
+
+def stylize(content: np.ndarray, styles: Styles, cfg, *, extractors: Extractors, control: Control | None = None,
+            init_file: np.ndarray | None = None, log=None, numerics: Numerics | None = None,
+            targets: Targets | None = None) -> Result:
     """Paint ``content`` (H, W, 3, 0..255) in the blended style of ``styles`` [(image, weight)].
 
-    ``targets`` (optional, single-scale runs at float32) are used as given instead of computed, so a
-    caller stylising many images of one shape with one style computes them once. ``choice`` pins the
-    numeric path (a video chooses it once for every frame). Returns the engine's
+    ``numerics`` says how the numeric path is chosen (default: the config's ``precision`` and
+    ``optimizer.xla``, nothing cached); ``targets``: see :class:`TransferTask`. Returns the engine's
     :class:`nst.engine.Result` (final image, stop reason, iterations, precision record).
     """
-    extractors, precision = as_extractors(extractors, cfg.precision)
+    recipe = TransferRecipe.of(cfg, extractors.network)
     styles = prepare_styles(cfg, content, styles)
     plan = scale_plan(cfg, content.shape[:2])
-    full_long = max(content.shape[:2])
-
-    def build(index: int, hw: tuple[int, int], extractor: FeatureExtractor) -> Objective:
-        if targets is not None and tuple(hw) == tuple(content.shape[:2]):
-            return make_objective(extractor, targets, cfg)
-        f = max(hw) / full_long
-        c = resize(content, (hw[1], hw[0]), "content (coarse scale)") if tuple(hw) != content.shape[:2] else content
-        s = [(_scaled(img, f, "style image (coarse scale)"), w) for img, w in styles]
-        return make_objective(extractor, compute_targets(extractor, c, s, cfg), cfg)
-
+    images = TransferImages(content, styles)
+    task = TransferTask(images, recipe, targets)
     first = plan[0].hw
     c0 = content if tuple(first) == content.shape[:2] else resize(content, (first[1], first[0]), "content")
     init = None if init_file is None else (init_file if init_file.shape[:2] == c0.shape[:2]
                                            else resize(init_file, (first[1], first[0]), "init image"))
-    from nst.tiles import TransferTiles, run_tiled_plan  # scales over tiles.max_pixels in tiles (prints)
-
-    result = run_tiled_plan(plan, build, TransferTiles(content, styles, cfg), extractors, initial_image(cfg, c0, init),
-                            cfg.optimizer, cfg.tiles, as_control(control), precision, cfg.optimizer.xla, log, cache_dir,
-                            choice)
+    numerics = numerics or Numerics(cfg.precision, cfg.optimizer.xla)
+    result = run_plan(plan, task, extractors=extractors, x0=initial_image(cfg, c0, init), opt=cfg.optimizer,
+                      control=control or Control(), numerics=numerics, log=log)
     if cfg.color.preserve == "luminance":
         result.image = luminance_transfer(result.image, content)
     return result

@@ -99,11 +99,12 @@ def execute(cfg: VideoConfig, video_path: Path | None = None, restart: bool = Fa
         f"{clip.source_size[1]} -> {w}x{h} at {float(clip.fps):.3g} fps{', with audio' if clip.audio else ''}")
     styles = load_styles(cfg, max(clip.hw))
 
-    from nst.transfer import layer_weights, make_extractors
+    from nst.recipe import TransferRecipe
+    from nst.transfer import make_extractors
     from nst.video.stylize import ClipStylizer
 
     weights, info = loaded_weights or load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
-    layer_weights(cfg, info.network)
+    recipe = TransferRecipe.of(cfg, info.network)  # unknown layers fail here
     say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
     out = Path(cfg.output_dir)
     video_path = video_path or out / "video.mp4"
@@ -113,7 +114,7 @@ def execute(cfg: VideoConfig, video_path: Path | None = None, restart: bool = Fa
         say(f"resuming after frame {run.done}/{n} (frames in {run.frames_dir})")
     say(f"output -> {video_path} and {out}/")
     seed_everything(cfg.seed)
-    extractors = make_extractors(cfg, weights, info.network)
+    extractors = make_extractors(recipe, weights)
     printer = FramePrinter(n, cfg.progress.every, cfg.progress.quiet)
     control = control or Control()
     control.subscribers[:0] = [run, printer]

@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from nst.colors import luminance_transfer
-from nst.engine import Extractors, Scale, choose_path, run_plan
+from nst.engine import Extractors, Numerics, choose_path, run_plan
 from nst.events import Control
 from nst.features import FeatureExtractor
 from nst.objective import Objective
 from nst.terms import content_targets, style_targets
-from nst.transfer import Targets, initial_image, layer_weights, make_objective, prepare_styles, stylize
+from nst.plan import Scale
+from nst.recipe import TransferRecipe
+from nst.transfer import Targets, initial_image, make_objective, prepare_styles, stylize
 from nst.video.config import VideoConfig
 from nst.video.flow import frame_pair, warp
 from nst.video.temporal import TemporalTerm
@@ -47,23 +49,23 @@ class ClipStylizer:
         self.cfg, self.extractors, self.log = cfg, extractors, log or (lambda _s: None)
         self.raw_styles, self.cache_dir = styles, cache_dir
         self.hw = tuple(first_frame.shape[:2])
-        self.content_w, self.style_w = layer_weights(cfg, extractors.network)
+        self.recipe = TransferRecipe.of(cfg, extractors.network)
         self.styles = prepare_styles(cfg, first_frame.astype(np.float32), styles)
         self._objectives: dict[str, Objective] = {}
         # one numeric path for the clip, probed at the frames' size with the whole clip's work
         work = [Scale(self.hw, cfg.optimizer.iterations + cfg.video.iterations * max(0, frames - 1))]
         x0 = initial_image(cfg, first_frame.astype(np.float32))
-        self.choice = choose_path(work, lambda _i, _hw, ex: self.objective(ex, x0, None, None), extractors, x0,
-                                  cfg.precision, cfg.optimizer.xla, cache_dir, self.log)
+        self.choice = choose_path(work, _FrameTask(self, x0, None, None), extractors, x0,
+                                  Numerics(cfg.precision, cfg.optimizer.xla, cache_dir), self.log)
         self.log(f"precision: {self.choice.name} ({self.choice.why}), for every frame")
 
     def objective(self, extractor: FeatureExtractor, frame: np.ndarray, warped, weights) -> Objective:
         """The clip's objective for ``extractor``'s path, given this frame's targets (step reused)."""
         key = extractor.precision
-        content = content_targets(extractor, frame, list(self.content_w))
+        content = content_targets(extractor, frame, list(self.recipe.content_layers))
         if key not in self._objectives:
-            grams = style_targets(extractor, self.styles, list(self.style_w))
-            base = make_objective(extractor, Targets(content, grams), self.cfg)
+            grams = style_targets(extractor, self.styles, list(self.recipe.style_layers))
+            base = make_objective(extractor, Targets(content, grams), self.recipe)
             v = self.cfg.video
             self._objectives[key] = Objective(extractor, {**base.terms, "temporal": TemporalTerm(
                 self.hw, v.temporal_weight, v.temporal_form)})
@@ -80,8 +82,8 @@ class ClipStylizer:
         """Frame 1: the config's init, ``optimizer.iterations`` (coarse to fine through ``scales`` if set)."""
         f = frame.astype(np.float32)
         if self.cfg.scales:
-            r = stylize(f, self.raw_styles, self.cfg, self.extractors, control, None, self._quiet, self.cache_dir,
-                        choice=self.choice)
+            r = stylize(f, self.raw_styles, self.cfg, extractors=self.extractors, control=control, log=self._quiet,
+                        numerics=Numerics(choice=self.choice))
             return Frame(r.image, r.iterations, r.stop, {"precision": r.info["precision"]["path"]})
         return self._run(f, [Scale(self.hw, self.cfg.optimizer.iterations)], initial_image(self.cfg, f), None, None,
                          control, {})
@@ -99,8 +101,18 @@ class ClipStylizer:
         return self._run(f, [Scale(self.hw, v.iterations)], x0, *pull, control, info)
 
     def _run(self, f, plan, x0, warped, weights, control, info) -> Frame:
-        build = lambda _i, _hw, extractor: self.objective(extractor, f, warped, weights)  # noqa: E731
-        r = run_plan(plan, build, self.extractors, np.clip(x0, 0, 255).astype(np.float32), self.cfg.optimizer,
-                     control, log=self._quiet, choice=self.choice)
+        r = run_plan(plan, _FrameTask(self, f, warped, weights), extractors=self.extractors,
+                     x0=np.clip(x0, 0, 255).astype(np.float32), opt=self.cfg.optimizer, control=control,
+                     numerics=Numerics(choice=self.choice), log=self._quiet)
         image = luminance_transfer(r.image, f) if self.cfg.color.preserve == "luminance" else r.image
         return Frame(image, r.iterations, r.stop, {**info, "precision": r.info["scales"][-1]["precision"]})
+
+
+class _FrameTask:
+    """One frame as the engine's task: the clip's objective with this frame's targets (frames run whole)."""
+
+    def __init__(self, clip: ClipStylizer, frame: np.ndarray, warped, weights):
+        self.clip, self.frame, self.warped, self.weights = clip, frame, warped, weights
+
+    def whole(self, _index: int, _hw, extractor: FeatureExtractor) -> Objective:
+        return self.clip.objective(extractor, self.frame, self.warped, self.weights)
