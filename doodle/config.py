@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Union
+from typing import ClassVar, Union
 
 from nst.config import (
     ImageConfig,
@@ -29,13 +29,12 @@ from nst.config import (
     ProgressConfig,
     ResultConfig,
     TilesConfig,
-    check_choices,
-    check_common,
-    load_config,
-    shown,
+    PRECISIONS,
+    check_run,
 )
-from nst.config import defaults_yaml as nst_defaults_yaml
 from nst.errors import UserError
+from nst.typed_yaml import defaults_yaml as typed_defaults_yaml
+from nst.typed_yaml import load, shown
 
 _BLOCK = re.compile(r"(?:conv|block)(\d)")  # conv4_1 / block4_conv1 -> 4
 
@@ -83,6 +82,8 @@ class LabelsConfig:
     min_share: float = 0.002  # a flat colour must cover this fraction of some map to be a label
     close_distance: float = 30.0  # warn when two palette colours are closer than this (RGB, 0..255)
 
+    CHOICES: ClassVar[dict] = {"mode": ("palette", "kmeans")}
+
 
 @dataclass(frozen=True)
 class DoodleSection:
@@ -102,6 +103,9 @@ class DoodleSection:
     phases: int = 3  # coarse-to-fine: phase i works at 1/2^(phases-1-i) of the size; the last at image.size
     phase_iteration_ratio: float = 3.0  # a phase gets this many times the iterations of the next finer phase
     tv_form: str = "squared"  # squared: sum dx^2 + dy^2 | original: sum (dx^2 + dy^2)^1.25 (the Keras example)
+
+    CHOICES: ClassVar[dict] = {"method": ("gram", "patch"), "gram_form": ("area", "original"),
+                               "tv_form": ("squared", "original")}
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,11 @@ class DoodleConfig:
     tiles: TilesConfig = field(default_factory=TilesConfig)  # prints: phases over tiles.max_pixels run in tiles
     result: ResultConfig = field(default_factory=ResultConfig)
 
+    CHOICES: ClassVar[dict] = {"precision": PRECISIONS}
+
+    def check(self, key: str = "") -> None:
+        check_doodle(self)
+
 
 # doodle.style_map / doodle.content_map: make the map automatically (doodle/automap.py), matched to the other.
 AUTO = "auto"
@@ -131,18 +140,10 @@ AUTO = "auto"
 PATH_KEYS = ("style", "content", "output_dir", "model.weights", "init.path",
              "doodle.style_map", "doodle.target_map", "doodle.content_map")
 
-CHOICES = {
-    "doodle.labels.mode": ("palette", "kmeans"),
-    "doodle.method": ("gram", "patch"),
-    "doodle.gram_form": ("area", "original"),
-    "doodle.tv_form": ("squared", "original"),
-}
-
-
 def check_doodle(cfg: DoodleConfig) -> None:
-    """Everything about a doodle config that can be refused before any file is opened."""
-    check_common(cfg)
-    check_choices(cfg, CHOICES)
+    """Everything about a doodle config that spans sections and can be refused before any file is opened
+    (each section checked itself already)."""
+    check_run(cfg)
     d = cfg.doodle
     if not cfg.style:
         raise UserError("config key 'style' is required: the painting whose style (and map) to use")
@@ -210,8 +211,8 @@ def check_doodle(cfg: DoodleConfig) -> None:
 
 def load_doodle_config(path, overrides: list[str] = ()) -> DoodleConfig:
     """Read and validate a doodle config: nst's loader with the doodle schema, checks and path keys."""
-    return load_config(path, overrides, schema=DoodleConfig, check=check_doodle, path_keys=PATH_KEYS)
+    return load(path, overrides, DoodleConfig, PATH_KEYS)
 
 
 def defaults_yaml() -> str:
-    return nst_defaults_yaml(DoodleConfig)
+    return typed_defaults_yaml(DoodleConfig)

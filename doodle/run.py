@@ -21,7 +21,8 @@ from doodle.config import PATH_KEYS, DoodleConfig, defaults_yaml, load_doodle_co
 from doodle.maps import labels_preview, to_hex
 
 
-def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = None) -> dict:
+def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = None,
+            progress_every: int | None = None) -> dict:
     """One doodle from a validated config into its output folder; returns run.json's record.
 
     Like :func:`nst.run.execute`: ``loaded_weights`` = (weights, WeightsInfo) loads the network once for many
@@ -65,7 +66,8 @@ def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = No
             "shares": {name: [round(float(s), 5) for s in inputs.labels.shares[name]] for name in inputs.map_names},
         },
     }
-    return recorded_run(cfg, info, plan, headline=headline, work=work, control=control, extra=extra)
+    return recorded_run(cfg, info, plan, headline=headline, work=work, control=control, progress_every=progress_every,
+                        extra=extra)
 
 
 def main(argv: list[str]) -> int:

@@ -2,8 +2,8 @@
 
 A figure config (``configs/fig_*.yaml``) names a base run config (``configs/oil_landscape.yaml``),
 the variants the figure compares (``--set``-style overrides), and what ``--quick`` changes. A figure's
-runs are a sweep: each variant is a point resolved and keyed by :mod:`nst.sweep.spec` and run by
-:func:`nst.sweep.__main__.run_points` (in this process, or on Ray with ``--ray`` / ``--address``), into
+runs are a sweep: each variant is a point resolved and keyed by :mod:`experiments.sweep.spec` and run by
+:func:`experiments.sweep.runners.run_points` (in this process, or on Ray with ``--ray`` / ``--address``), into
 ``<out>/runs/<base>-<run key>/``, where every figure (and every later invocation) asking for the same
 config finds it finished.
 """
@@ -23,7 +23,8 @@ import numpy as np
 from nst.cli import run_main, say
 from nst.config import NSTConfig, load_config, to_dict
 from nst.errors import UserError
-from nst.sweep.spec import Kind, Point, point_config, resolve_sets, run_key, run_kind
+from experiments.sweep.spec import Point, point_config, resolve_sets, run_key
+from nst.kinds import Kind, kind_of_config, kind_of_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -105,7 +106,7 @@ class Context:
     out: Path
     extra_sets: list[str] = field(default_factory=list)  # --set from the command line, applied last
     force: bool = False
-    execution: object = None  # nst.sweep's Execution (default: in this process)
+    execution: object = None  # experiments.sweep's Execution (default: in this process)
     runs_made: list[str] = field(default_factory=list)  # runs made by this invocation
     runs_reused: list[str] = field(default_factory=list)  # runs a figure found finished (made earlier or before)
 
@@ -123,22 +124,21 @@ class Context:
     def sets_for(self, fig: FigureConfig, variant: Variant | None = None, extra: list[str] = (),
                  kind: Kind | None = None) -> list[str]:
         """The overrides of one run: mode, variant, ``extra``, then the command line's ``--set``."""
-        keys = (kind or run_kind(base_path(fig, variant))).path_keys
+        keys = (kind or kind_of_file(base_path(fig, variant))).path_keys
         return [*resolve_sets([*self.mode_sets(fig), *(variant.set if variant else []), *extra], fig_dir(fig), keys),
                 *self.extra_sets]
 
     def nst_config(self, fig: FigureConfig, variant: Variant | None = None, extra: list[str] = ()):
         """The variant's run config (nst or doodle, by its base), ``output_dir`` = ``<out>/runs/<base>-<key>``."""
         base = base_path(fig, variant)
-        kind = run_kind(base)
+        kind = kind_of_file(base)
         return point_config(kind, base, self.sets_for(fig, variant, extra, kind), self.runs_dir)[0]
 
     def run_many(self, cfgs: list, labels: list[str]) -> list[Path]:
         """Run configs as one sweep (finished identical runs are reused); their folders, in order."""
-        from nst.sweep.__main__ import Execution, run_points
-        from nst.sweep.runners import Interrupted
+        from experiments.sweep.runners import Execution, Interrupted, run_points
 
-        kind = "doodle" if hasattr(cfgs[0], "doodle") else "nst"
+        kind = kind_of_config(cfgs[0]).name
         points = [Point(i, {"figure": label}, [], run_key(to_dict(c)), Path(c.output_dir), c)
                   for i, (c, label) in enumerate(zip(cfgs, labels))]
         how = self.execution or Execution()
@@ -359,7 +359,7 @@ def common_args(p: argparse.ArgumentParser) -> None:
 
 
 def make_context(args: argparse.Namespace) -> Context:
-    from nst.sweep.__main__ import Execution
+    from experiments.sweep.runners import Execution
 
     out = Path(args.out) if args.out else (FIGURES / "quick" if args.quick else FIGURES)
     how = Execution(local=not (args.ray or args.address), address=args.address, max_parallel=args.max_parallel)

@@ -68,7 +68,7 @@ def kind_of_raw(raw: dict) -> Kind:
 
 
 def kind_of_file(path: str | Path) -> Kind:
-    from nst.config import read_yaml
+    from nst.typed_yaml import read_yaml
 
     return kind_of_raw(read_yaml(path))
 

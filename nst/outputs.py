@@ -37,7 +37,7 @@ import yaml
 from PIL import Image
 
 from nst.cli import say
-from nst.config import to_dict
+from nst.typed_yaml import to_dict
 from nst.errors import UserError
 from nst.events import CSV_HEADER, TILE_COLUMNS, Cancelled, Progress, extra_columns
 from nst.images import save_png, save_tiff

@@ -79,7 +79,7 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
 
     async def get_schema(request: Request) -> Response:
         kind = request.path_params["kind"]
-        return JSONResponse({"fields": schema.fields(kind), "input_keys": list(schema.INPUT_KEYS[kind])})
+        return JSONResponse({"fields": schema.fields(kind), "input_keys": list(schema.input_keys(kind))})
 
     def presets(request: Request) -> Response:
         """The shipped configs/ that load with this kind's schema, as panel values plus their inputs."""
@@ -90,15 +90,12 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
         out = []
         for path in sorted(CONFIGS.glob("*.yaml")):
             try:
-                kwargs = {"path_keys": spec["path_keys"]} if spec["path_keys"] else {}
-                from nst.config import load_config
-
-                cfg = load_config(path, [], schema=spec["schema"], check=spec["check"], **kwargs)
+                cfg = spec.load(path, [])
             except UserError:
                 continue  # a figure config, or the other kind's
             data = to_dict(cfg)
             out.append({"name": path.stem, "values": schema.panel_values(kind, data),
-                        "inputs": {k: _dotted(data, k) for k in schema.INPUT_KEYS[kind] if k != "output_dir"}})
+                        "inputs": {k: _dotted(data, k) for k in schema.input_keys(kind) if k != "output_dir"}})
         return JSONResponse(out)
 
     def images(request: Request) -> Response:

@@ -206,11 +206,9 @@ class Manager:
         try:
             if job.control.cancelled:
                 raise _CancelledEarly
-            if job.kind == "nst":
-                from nst.run import execute
-            else:
-                from doodle.run import execute
-            record = execute(job.cfg, loaded_weights=self._loaded_weights(job.cfg), control=job.control)
+            from nst.kinds import kind
+
+            record = kind(job.kind).execute(job.cfg, loaded_weights=self._loaded_weights(job.cfg), control=job.control)
             job.status = record.get("status", "failed")
             job.message = record.get("stop_reason", "")
         except _CancelledEarly:

@@ -90,7 +90,7 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 # Configs of other schemas live in configs/ too; each is loaded with its owner's loader (a top-level key says which).
 OTHER_SCHEMAS = {"figure": ("experiments.common", "load_figure_config"),
                  "doodle": ("doodle.config", "load_doodle_config"),
-                 "base": ("nst.sweep.spec", "load_sweep"),  # a sweep file (figure configs have `figure` first)
+                 "base": ("experiments.sweep.spec", "load_sweep"),  # a sweep file (figure configs have `figure` first)
                  "video": ("nst.video.config", "load_video_config")}
 
 

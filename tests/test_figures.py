@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:  # experiments/ is not an installed package: impor
 from experiments.common import Context, load_figure_config  # noqa: E402
 from experiments.make_figures import figure_configs  # noqa: E402
 from nst.errors import UserError  # noqa: E402
-from nst.sweep.spec import resolve_sets, run_key  # noqa: E402
+from experiments.sweep.spec import resolve_sets, run_key  # noqa: E402
 FIGURES = {  # output name -> figure kind
     "fig3_1_loss_curves": "loss_curves",
     "fig3_2_comparison": "comparison",

@@ -1,4 +1,4 @@
-"""Sweeps (nst.sweep): the sweep file and its axes, point folders keyed by config, resume, a failing point,
+"""Sweeps (experiments.sweep): the sweep file and its axes, point folders keyed by config, resume, a failing point,
 cancel, sweep.csv and the contact sheet, on a local Ray with 2 CPUs and with ``--local`` (no Ray).
 
 Ray starts once for the module (``ray_local`` fixture) and only for the tests marked ``ray``
@@ -17,9 +17,10 @@ import pytest
 from PIL import Image
 
 from nst.errors import UserError
-from nst.sweep.__main__ import Execution, main, run_points
-from nst.sweep.runners import Interrupted
-from nst.sweep.spec import expand, load_sweep, run_key, varying_keys
+from experiments.sweep.__main__ import main
+from experiments.sweep.runners import Execution, run_points
+from experiments.sweep.runners import Interrupted
+from experiments.sweep.spec import expand, load_sweep, run_key, varying_keys
 
 from conftest import CONTENT, REPO, STYLE
 
@@ -112,7 +113,7 @@ def test_cli_bad_input(tmp_path):
     import sys
 
     def sweep_cli(*args):
-        return subprocess.run([sys.executable, "-m", "nst.sweep", *args], cwd=REPO, capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "experiments.sweep", *args], cwd=REPO, capture_output=True, text=True,
                               timeout=120, stdin=subprocess.DEVNULL)
 
     for args, needle in [([str(tmp_path / "missing.yaml"), "--local"], "not found"),
@@ -130,13 +131,13 @@ def test_driver_sends_the_token_to_an_explicit_address_only_when_the_user_did_no
     import sys
 
     pytest.importorskip("ray")
-    from nst.sweep.runners import send_token_if_present
+    from experiments.sweep.runners import send_token_if_present
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the user's choice wins (returns before touching Ray)
     send_token_if_present()
     assert __import__("os").environ["RAY_AUTH_MODE"] == "disabled"
     # a fresh process each (Ray caches its config and token): a HOME with a token, and one without
-    probe = ("import os; from nst.sweep.runners import send_token_if_present; send_token_if_present(); "
+    probe = ("import os; from experiments.sweep.runners import send_token_if_present; send_token_if_present(); "
              "from ray._raylet import AuthenticationMode, get_authentication_mode; "
              "print(os.environ.get('RAY_AUTH_MODE'), get_authentication_mode() == AuthenticationMode.TOKEN)")
     modes = []

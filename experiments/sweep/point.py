@@ -1,7 +1,7 @@
 """One sweep point as an ordinary run, and what a sweep knows about a point's folder (resume).
 
 :func:`run_point` is the one code path of a point, called by the sequential runner and inside a Ray
-worker alike: :func:`nst.run.execute` or :func:`doodle.run.execute` in-process, with the CLI's output
+worker alike: :func:`execute` of the point's kind (:mod:`nst.kinds`) in-process, with the CLI's output
 contract, weights loaded once per process, the caller's :class:`nst.events.Control` (so a sweep can cancel
 it), and every failure turned into an outcome instead of an exception: one failing point never stops the
 others. Next to the run's own files the point leaves ``sweep_point.json`` (its key, values, host, outcome).
@@ -62,17 +62,13 @@ def run_point(kind: str, cfg: Any, index: int, key: str, values: dict, control=N
     """Run one point into ``cfg.output_dir``; never raises for a failing run (KeyboardInterrupt does pass)."""
     folder = Path(cfg.output_dir)
     host, node = socket.gethostname(), node_id()
-    if kind == "doodle":
-        from doodle.run import execute as run_doodle
+    from nst.kinds import kind as kind_named
 
-        def execute(weights):
-            return run_doodle(cfg, weights, control=control)
-    else:
-        from nst.run import execute as run_nst
+    run = kind_named(kind).execute
 
-        def execute(weights):
-            return run_nst(cfg, weights, progress_every=max(cfg.progress.every, cfg.optimizer.iterations // 5),
-                           control=control)
+    def execute(weights):
+        return run(cfg, weights, control=control,
+                   progress_every=max(cfg.progress.every, cfg.optimizer.iterations // 5))
 
     folder.mkdir(parents=True, exist_ok=True)
     log = open(folder / "sweep.log", "w", encoding="utf-8") if log_to_file else None
@@ -124,7 +120,7 @@ def read_record(folder: Path | None) -> dict | None:
 def previous(point) -> dict | None:
     """The outcome already in a point's folder when it is worth keeping: a finished run of this very config
     (result.png, snapshots, same run key), or a failed one (kept unless --rerun-failed). Else None."""
-    from nst.sweep.spec import run_key
+    from experiments.sweep.spec import run_key
 
     record = read_record(point.folder)
     folder = Path(point.folder)

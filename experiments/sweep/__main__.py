@@ -1,68 +1,21 @@
-"""``python -m nst.sweep SWEEP.yaml [--set k=v] [--address HOST:PORT|auto|ray://HOST:PORT] [--local] [--max-parallel N]
+"""``python -m experiments.sweep SWEEP.yaml [--set k=v] [--address HOST:PORT|auto|ray://HOST:PORT] [--local] [--max-parallel N]
 [--rerun-failed]``: run every point of a sweep file, then write ``sweep.csv`` and the contact sheet.
 
-:func:`run_points` (resume, then the runner, then one outcome per point) also serves the figure scripts.
+:func:`experiments.sweep.runners.run_points` (resume, then the runner, then one outcome per point) also serves
+the figure scripts.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from nst.cli import run_main, say
 from nst.errors import UserError
-from nst.sweep.point import outcome, previous
-from nst.sweep.report import contact_sheet, rows, score, write_csv
-from nst.sweep.runners import Interrupted, run_local, run_ray
-from nst.sweep.spec import Point, Resources, SweepFile, expand, load_sweep, sweep_dir, varying_keys
-
-
-@dataclass
-class Execution:
-    """How to run points: in this process, or on Ray (a local one by default, or ``address``)."""
-    local: bool = True
-    address: str | None = None
-    max_parallel: int | None = None
-    resources: Resources = field(default_factory=Resources)
-    rerun_failed: bool = False
-    force: bool = False  # rerun finished points too
-
-
-def run_points(kind: str, points: list[Point], how: Execution) -> dict[int, dict]:
-    """Run the points that need it; return every point's outcome by index (resumed ones marked ``reused``).
-
-    Raises :class:`nst.sweep.runners.Interrupted` (after recording) on Ctrl-C; its ``args[0]`` is the dict.
-    """
-    outcomes: dict[int, dict] = {}
-    todo = []
-    for p in points:
-        if p.error:
-            outcomes[p.index] = outcome(p.index, p.key, None, "failed", error=p.error)
-            continue
-        old = None if how.force else previous(p)
-        if old and not (old["status"] == "failed" and how.rerun_failed):
-            outcomes[p.index] = old
-        else:
-            todo.append(p)
-    kept = sum(o.get("reused", False) for o in outcomes.values())
-    if kept:
-        say(f"{kept} point(s) already done (resumed: finished or failed; --rerun-failed reruns failed ones)")
-    if not todo:
-        return outcomes
-
-    def on_result(result: dict) -> None:
-        outcomes[result["index"]] = result
-
-    try:
-        if how.local:
-            run_local(kind, todo, on_result)
-        else:
-            run_ray(kind, todo, on_result, how.resources, how.address, how.max_parallel)
-    except Interrupted:
-        raise Interrupted(outcomes) from None
-    return outcomes
+from experiments.sweep.report import contact_sheet, rows, score, write_csv
+from experiments.sweep.runners import Execution, Interrupted, run_points
+from experiments.sweep.spec import Point, SweepFile, expand, load_sweep, sweep_dir, varying_keys
 
 
 def report(sweep: SweepFile, points: list[Point], outcomes: dict[int, dict]) -> tuple[Path, Path]:
@@ -76,7 +29,7 @@ def report(sweep: SweepFile, points: list[Point], outcomes: dict[int, dict]) -> 
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m nst.sweep", description="Run a parameter sweep from a sweep file.")
+    p = argparse.ArgumentParser(prog="python -m experiments.sweep", description="Run a parameter sweep from a sweep file.")
     p.add_argument("sweep", help="sweep file (YAML; see docs/SWEEPS.md)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run-config key of every point, e.g. --set image.size=64")

@@ -1,6 +1,6 @@
 """Running a sweep's points: one after another in this process (``--local``), or as Ray tasks.
 
-Both runners call :func:`nst.sweep.point.run_point` for each point and hand every outcome to the
+Both runners call :func:`experiments.sweep.point.run_point` for each point and hand every outcome to the
 caller as it arrives; both print ``points: done / running / failed / to go, ETA`` lines. On Ctrl-C the
 running points are cancelled (their folders say ``interrupted`` locally, ``cancelled`` under Ray: the
 worker's :class:`nst.events.Control` stops the engine after the current iteration), points not started
@@ -19,12 +19,14 @@ import logging
 import os
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from experiments.sweep.point import outcome, previous, run_point
+from experiments.sweep.spec import Point, Resources
 from nst.cli import say
 from nst.errors import UserError
-from nst.sweep.point import outcome, run_point
 
 OnResult = Callable[[dict], None]
 
@@ -87,7 +89,7 @@ def run_local(kind: str, points: list, on_result: OnResult) -> None:
         try:
             result = run_point(kind, p.cfg, p.index, p.key, p.values)
         except KeyboardInterrupt:
-            from nst.sweep.point import read_record
+            from experiments.sweep.point import read_record
 
             on_result(outcome(p.index, p.key, p.folder, "interrupted", read_record(p.folder)))
             for q in points[i + 1:]:
@@ -255,9 +257,55 @@ def _gather(ref, p) -> dict:
     try:
         return ray.get(ref)
     except ray.exceptions.RayActorError as exc:
-        from nst.sweep.point import read_record
+        from experiments.sweep.point import read_record
 
         return outcome(p.index, p.key, p.folder, "failed", read_record(p.folder),
                        error=f"worker died: {str(exc).splitlines()[0][:200]}")
     except ray.exceptions.RayError as exc:
         return outcome(p.index, p.key, p.folder, "failed", error=f"ray: {str(exc).splitlines()[0][:200]}")
+
+
+@dataclass
+class Execution:
+    """How to run points: in this process, or on Ray (a local one by default, or ``address``)."""
+    local: bool = True
+    address: str | None = None
+    max_parallel: int | None = None
+    resources: Resources = field(default_factory=Resources)
+    rerun_failed: bool = False
+    force: bool = False  # rerun finished points too
+
+
+def run_points(kind: str, points: list[Point], how: Execution) -> dict[int, dict]:
+    """Run the points that need it; return every point's outcome by index (resumed ones marked ``reused``).
+
+    Raises :class:`experiments.sweep.runners.Interrupted` (after recording) on Ctrl-C; its ``args[0]`` is the dict.
+    """
+    outcomes: dict[int, dict] = {}
+    todo = []
+    for p in points:
+        if p.error:
+            outcomes[p.index] = outcome(p.index, p.key, None, "failed", error=p.error)
+            continue
+        old = None if how.force else previous(p)
+        if old and not (old["status"] == "failed" and how.rerun_failed):
+            outcomes[p.index] = old
+        else:
+            todo.append(p)
+    kept = sum(o.get("reused", False) for o in outcomes.values())
+    if kept:
+        say(f"{kept} point(s) already done (resumed: finished or failed; --rerun-failed reruns failed ones)")
+    if not todo:
+        return outcomes
+
+    def on_result(result: dict) -> None:
+        outcomes[result["index"]] = result
+
+    try:
+        if how.local:
+            run_local(kind, todo, on_result)
+        else:
+            run_ray(kind, todo, on_result, how.resources, how.address, how.max_parallel)
+    except Interrupted:
+        raise Interrupted(outcomes) from None
+    return outcomes

@@ -2,7 +2,7 @@
 
 A sweep file (YAML, read with nst.config's loader: unknown keys get a did-you-mean, bad values one line)::
 
-    base: oil_landscape.yaml          # an nst or doodle run config (a top-level `doodle:` key says doodle)
+    base: oil_landscape.yaml          # a run config of any kind (nst.kinds: a top-level `doodle:` key says doodle)
     set: [image.size=256]             # --set overrides of every point
     output_dir: ../runs/my_sweep      # sweep.csv, contact_sheet.png; the runs under <output_dir>/runs/
     grid: {loss.style_weight: [1e2, 1e3], model.pooling: [avg, max]}   # every combination
@@ -33,8 +33,9 @@ from typing import Any, Callable, Union
 
 import yaml
 
-from nst.config import _build, load_config, read_yaml, to_dict
+from nst.typed_yaml import build, read_yaml, to_dict
 from nst.errors import UserError
+from nst.kinds import Kind, kind_of_file
 
 # Keys that never change what a run computes: left out of the key a run's folder is named by.
 UNKEYED = ("output_dir", "progress", "snapshots")
@@ -78,25 +79,7 @@ class SweepFile:
 PATH_KEYS = ("base", "output_dir", "runs_dir", "score")
 
 
-# ---------------------------------------------------------------- run configs: nst or doodle
-
-
-@dataclass(frozen=True)
-class Kind:
-    name: str  # nst | doodle
-    load: Callable  # (path, overrides) -> frozen config
-    path_keys: tuple[str, ...]
-
-
-def run_kind(base: str | Path) -> Kind:
-    """nst or doodle, by the base config's keys (a doodle config has a ``doodle:`` section)."""
-    if "doodle" in read_yaml(base):
-        from doodle.config import PATH_KEYS as DOODLE_PATHS, load_doodle_config
-
-        return Kind("doodle", load_doodle_config, DOODLE_PATHS)
-    from nst.config import PATH_KEYS as NST_PATHS
-
-    return Kind("nst", load_config, NST_PATHS)
+# ---------------------------------------------------------------- run configs: any kind (nst.kinds)
 
 
 def run_key(config: dict) -> str:
@@ -216,9 +199,9 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepFile:
     images = raw.get("images")
     if isinstance(images, dict):
         raw["images"] = {k: str((folder / v).resolve()) if isinstance(v, str) else v for k, v in images.items()}
-    sweep = dataclasses.replace(_build(SweepFile, raw), path=str(path.resolve()))
+    sweep = dataclasses.replace(build(SweepFile, raw), path=str(path.resolve()))
     check_sweep(sweep)
-    keys = run_kind(sweep.base).path_keys
+    keys = kind_of_file(sweep.base).path_keys
     return dataclasses.replace(sweep, set=[*resolve_sets(sweep.set, folder, keys),
                                            *resolve_sets(list(overrides), Path.cwd(), keys)])
 
@@ -314,7 +297,7 @@ def short(value: Any) -> str:
 
 def expand(s: SweepFile) -> tuple[Kind, list[Point]]:
     """Every point of the sweep, each with its resolved config or the one-line reason it has none."""
-    kind = run_kind(s.base)
+    kind = kind_of_file(s.base)
     base = Path(s.base)
     common = list(s.set)  # already resolved by load_sweep
     try:

@@ -23,7 +23,7 @@ import numpy as np
 
 from nst.cli import say
 from nst.errors import UserError
-from nst.sweep.spec import Point, short
+from experiments.sweep.spec import Point, short
 
 FIXED = ("index",)
 TAIL = ("status", "iterations", "wall_seconds", "host", "node", "precision", "reused", "folder", "error")
