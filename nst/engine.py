@@ -144,8 +144,9 @@ def choose_path(plan: list[Scale], task: Task, extractors: Extractors, x0: np.nd
         work = hw[0] * hw[1] * scale.iterations * len(scale.grids()[0])
     else:
         work = sum(s.hw[0] * s.hw[1] * s.iterations for s in plan)
+    ext = extractors("float32")
     # cached per size and network: max pooling's gradient has no deterministic XLA kernel, avg pooling's has
-    key = f"{hw[1]}x{hw[0]} {extractors.network}/{extractors.pooling}"
+    key = f"{hw[1]}x{hw[0]} {ext.network}/{getattr(ext, 'pooling', '?')}"
     return choose(numerics.precision, numerics.xla, probe, key, work, numerics.cache_dir, log)
 
 

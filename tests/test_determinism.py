@@ -15,7 +15,9 @@ from PIL import Image
 from nst.config import load_config
 from nst.images import load_image
 from nst.determinism import seed_everything
-from nst.transfer import initial_image, make_extractor, stylize
+from nst.events import Control
+from nst.recipe import TransferRecipe
+from nst.transfer import initial_image, make_extractors, stylize
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +29,10 @@ def engine_run(weights, inputs, content_path, style_path, seed: int, *settings: 
     cfg = load_config(None, [f"content={content_path}", f"style={style_path}", "model.network=vgg16",
                              "image.size=64", "optimizer.iterations=5", f"seed={seed}", *settings])
     seed_everything(cfg.seed)
-    extractor = make_extractor(cfg, weights, "vgg16")  # fresh, as in a new run
+    extractors = make_extractors(TransferRecipe.of(cfg, "vgg16"), weights)  # fresh, as in a new run
     events = []
     content, style = inputs
-    image = stylize(content, [(style, 1.0)], cfg, extractor, events.append).image
+    image = stylize(content, [(style, 1.0)], cfg, extractors=extractors, control=Control([events.append])).image
     return image, [(e.content, e.style, e.tv, e.total) for e in events]
 
 

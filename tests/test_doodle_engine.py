@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from doodle.config import load_doodle_config
-from doodle.engine import Scene, initial_image, make_extractor, paint, phase_plan, region_style_losses
+from doodle.engine import Scene, initial_image, make_extractors, paint, phase_plan, region_style_losses
+from doodle.recipe import DoodleRecipe
+from nst.events import Control
 from doodle.inputs import load_inputs
 from nst.errors import UserError
 from nst.features import FeatureExtractor
@@ -78,9 +80,9 @@ def painted(request, weights):
     inputs = load_inputs(cfg)
     w, info = weights
     seed_everything(cfg.seed)
-    extractor = make_extractor(cfg, w, info.network, has_content=False)
+    extractors = make_extractors(DoodleRecipe.of(cfg, info.network, has_content=False), w)
     events = []
-    res = paint(inputs.scene, cfg, extractor, events.append)
+    res = paint(inputs.scene, cfg, extractors=extractors, control=Control([events.append]))
     image, stop = res.image, res.stop
     return method, cfg, inputs, image, events
 
@@ -103,8 +105,9 @@ def test_every_region_style_loss_falls(painted, weights):
     _, cfg, inputs, image, _ = painted
     w, info = weights
     extractor = FeatureExtractor(w, info.network, cfg.model.pooling, list(cfg.layers.style))
-    start = region_style_losses(extractor, inputs.scene, cfg, initial_image(cfg, inputs.scene))
-    end = region_style_losses(extractor, inputs.scene, cfg, image)
+    recipe = DoodleRecipe.of(cfg, info.network, has_content=False)
+    start = region_style_losses(extractor, inputs.scene, recipe, initial_image(cfg, inputs.scene))
+    end = region_style_losses(extractor, inputs.scene, recipe, image)
     assert np.all(end < 0.5 * start), f"per-label style loss: start {start}, end {end}"
 
 
@@ -123,18 +126,18 @@ def test_progress_is_numbered_across_phases(painted):
 
 def test_phase_plan_halves_sizes_and_splits_iterations():
     cfg = load_doodle_config(None, ["style=a.jpg", "optimizer.iterations=140"])
-    plan = phase_plan(cfg, (384, 512), "vgg16")
+    plan = phase_plan(cfg, (384, 512), DoodleRecipe.of(cfg, "vgg16", False))
     assert [(s.hw, s.iterations) for s in plan] == [((96, 128), 97), ((192, 256), 32), ((384, 512), 11)]
     even = load_doodle_config(None, ["style=a.jpg", "optimizer.iterations=10", "doodle.phase_iteration_ratio=1"])
-    assert [s.iterations for s in phase_plan(even, (384, 512), "vgg16")] == [4, 3, 3]
+    assert [s.iterations for s in phase_plan(even, (384, 512), DoodleRecipe.of(even, "vgg16", False))] == [4, 3, 3]
     tiny = load_doodle_config(None, ["style=a.jpg", "optimizer.iterations=3"])
-    assert sum(s.iterations for s in phase_plan(tiny, (384, 512), "vgg16")) == 3
+    assert sum(s.iterations for s in phase_plan(tiny, (384, 512), DoodleRecipe.of(tiny, "vgg16", False))) == 3
 
 
 def test_phase_plan_refuses_phases_too_small_for_the_network():
     cfg = load_doodle_config(None, ["style=a.jpg", "doodle.phases=4"])
     with pytest.raises(UserError, match="phase 1 would be 20x15 px"):
-        phase_plan(cfg, (120, 160), "vgg16")  # patch: 3x3 patches at conv4_1 need 24 px
+        phase_plan(cfg, (120, 160), DoodleRecipe.of(cfg, "vgg16", False))  # patch: 3x3 patches at conv4_1 need 24 px
 
 
 def test_without_maps_it_paints_a_texture(weights):
@@ -146,5 +149,6 @@ def test_without_maps_it_paints_a_texture(weights):
     scene = Scene.without_maps(style, (40, 56))
     assert scene.style_masks.shape[-1] == 1 == scene.target_masks.shape[-1]
     events = []
-    image = paint(scene, cfg, make_extractor(cfg, w, info.network, False), events.append).image
+    image = paint(scene, cfg, extractors=make_extractors(DoodleRecipe.of(cfg, info.network, False), w),
+                  control=Control([events.append])).image
     assert image.shape == (40, 56, 3) and len(events) >= 1 and events[-1].style < events[0].style

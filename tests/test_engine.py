@@ -16,7 +16,8 @@ import tensorflow as tf
 from nst import engine
 from nst import precision as prec
 from nst.config import load_config
-from nst.engine import Scale, run_plan
+from nst.engine import Numerics, run_plan
+from nst.plan import Scale
 from nst.events import CSV_HEADER, Cancelled, Control, Progress
 from nst.objective import Objective
 from nst.optimize import Outcome
@@ -92,10 +93,20 @@ def test_nst_gram_term_equals_doodle_regional_gram_with_one_label():
 # ---------------------------------------------------------------- subscribers, cancel, plans
 
 
-def _run(plan, obj_for, x0, control, iterations_cfg=None, **kw):
+class WholeTask:
+    """A task whose every scale is run whole, on ``obj_for(hw)``."""
+
+    def __init__(self, obj_for):
+        self.obj_for = obj_for
+
+    def whole(self, index, hw, extractor):
+        return self.obj_for(hw)
+
+
+def _run(plan, obj_for, x0, control, choice=None):
     cfg = _cfg(**{"optimizer.iterations": sum(s.iterations for s in plan)})
-    return run_plan(plan, lambda i, hw, ext: obj_for(hw), lambda p="float32": StubExtractor(), x0, cfg.optimizer,
-                    control, "float32", False, **kw)
+    return run_plan(plan, WholeTask(obj_for), extractors=lambda p="float32": StubExtractor(), x0=x0,
+                    opt=cfg.optimizer, control=control, numerics=Numerics("float32", False, choice=choice))
 
 
 def _report_n(report, x0, n, iterations):
@@ -164,8 +175,8 @@ def test_compiled_step_is_reused_for_new_targets_of_the_same_shape():
     for frame in range(3):  # three "video frames": new content targets, same shapes
         c2, _ = _images(10 + frame)
         obj.terms["content"].set_target(content_targets(ext, c2, [LAYER]))
-        run_plan([Scale((16, 16), 3)], lambda i, hw, e: obj, lambda p="float32": ext, c2, cfg.optimizer, Control(),
-                 "float32", False)
+        run_plan([Scale((16, 16), 3)], WholeTask(lambda hw: obj), extractors=lambda p="float32": ext, x0=c2,
+                 opt=cfg.optimizer, control=Control())
     assert obj.step().experimental_get_tracing_count() == 1
     with pytest.raises(ValueError, match="changed shape"):
         obj.terms["content"].set_target(content_targets(ext, np.zeros((8, 8, 3), np.float32), [LAYER]))
@@ -237,17 +248,19 @@ def test_chooser_skips_the_probe_for_tiny_runs_and_survives_failing_paths(tmp_pa
 
 @pytest.mark.slow
 def test_bfloat16_plain_matches_float32_value_and_gradient(vgg16):
-    from nst.transfer import compute_targets, make_extractor, make_objective
+    from nst.recipe import TransferRecipe
+    from nst.transfer import compute_targets, make_extractors, make_objective
 
     cfg = _cfg(**{"layers.style": "{conv1_1: 0.5, conv2_1: 0.5, conv3_1: 1.0}", "layers.content": "{conv3_2: 1}"})
     rng = np.random.default_rng(0)
     content, style = (rng.uniform(0, 255, (48, 48, 3)).astype(np.float32) for _ in range(2))
     x = tf.constant(rng.uniform(0, 255, (1, 48, 48, 3)).astype(np.float32))
     out = {}
+    recipe = TransferRecipe.of(cfg, "vgg16")
     for p in ("float32", "bfloat16"):
-        ext32 = make_extractor(cfg, vgg16[0], "vgg16", "float32")
-        ext = make_extractor(cfg, vgg16[0], "vgg16", p)
-        obj = make_objective(ext, compute_targets(ext32, content, [(style, 1.0)], cfg), cfg)
+        extractors = make_extractors(recipe, vgg16[0])
+        obj = make_objective(extractors(p), compute_targets(extractors("float32"), content, [(style, 1.0)], recipe),
+                             recipe)
         terms, grad = obj.step(False)(x)
         out[p] = float(terms["total"]), grad.numpy()
     (t32, g32), (t16, g16) = out["float32"], out["bfloat16"]

@@ -115,13 +115,15 @@ def test_fd_check_catches_a_wrong_gradient():
 def real_objective(vgg16_weights, content_path, style_path):
     from nst.config import load_config
     from nst.images import load_image
-    from nst.transfer import compute_targets, initial_image, make_extractor, make_objective
+    from nst.recipe import TransferRecipe
+    from nst.transfer import compute_targets, initial_image, make_extractors, make_objective
 
     cfg = load_config(None, [f"content={content_path}", f"style={style_path}", "model.network=vgg16",
                              "image.size=32", "snapshots=[]", "loss.tv_weight=1.0"])
     content, style = load_image(content_path, 32), load_image(style_path, 32)
-    extractor = make_extractor(cfg, vgg16_weights, "vgg16")
-    objective = make_objective(extractor, compute_targets(extractor, content, [(style, 1.0)], cfg), cfg)
+    recipe = TransferRecipe.of(cfg, "vgg16")
+    extractor = make_extractors(recipe, vgg16_weights)()
+    objective = make_objective(extractor, compute_targets(extractor, content, [(style, 1.0)], recipe), recipe)
     return value_and_grad(objective), initial_image(cfg, content)[None]
 
 

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from nst.config import load_config
 from nst.objective import value_and_grad
-from nst.transfer import compute_targets, make_extractor, make_objective
+from nst.recipe import TransferRecipe
+from nst.transfer import compute_targets, make_extractors, make_objective
 
 
 def _step(vgg16, content_path, style_path, precision: str, xla: bool):
@@ -17,8 +18,9 @@ def _step(vgg16, content_path, style_path, precision: str, xla: bool):
     rng = np.random.default_rng(0)
     content = rng.uniform(0, 255, (32, 32, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (32, 32, 3)).astype(np.float32)
-    ext = make_extractor(cfg, vgg16[0], "vgg16")
-    objective = make_objective(ext, compute_targets(ext, content, [(style, 1.0)], cfg), cfg)
+    recipe = TransferRecipe.of(cfg, "vgg16")
+    ext = make_extractors(recipe, vgg16[0])(precision if precision != "auto" else "float32")
+    objective = make_objective(ext, compute_targets(ext, content, [(style, 1.0)], recipe), recipe)
     x = tf.constant(rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32))
     terms, grad = value_and_grad(objective, jit_compile=xla)(x)
     return float(terms["total"]), grad.numpy()

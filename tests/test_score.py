@@ -111,16 +111,18 @@ def test_in_process_score_equals_the_optimisers_event(vgg16):
     from nst.config import load_config
     from nst.inputs import load_inputs
     from nst.score import Scorer
-    from nst.transfer import make_extractor, stylize
+    from nst.events import Control
+    from nst.recipe import TransferRecipe
+    from nst.transfer import make_extractors, stylize
 
     weights, info = vgg16
     cfg = load_config(None, [f"content={CONTENT}", f"style={STYLE}", "model.network=vgg16", "image.size=48",
                              "optimizer.iterations=4", "loss.tv_weight=0.001"])
     content, styles, _ = load_inputs(cfg)
-    extractor = make_extractor(cfg, weights, info.network)
+    extractors = make_extractors(TransferRecipe.of(cfg, info.network), weights)
     events = []
-    stylize(content, styles, cfg, extractor, events.append)
-    scorer = Scorer(cfg, content, styles, extractor)
+    stylize(content, styles, cfg, extractors=extractors, control=Control([events.append]))
+    scorer = Scorer(cfg, content, styles, extractors())
     for ev in (events[0], events[-1]):
         got = scorer(ev.image)
         for term in ("content", "style", "tv", "total"):

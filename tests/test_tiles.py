@@ -9,9 +9,8 @@ import pytest
 from PIL import Image
 
 from nst.config import TilesConfig, load_config
-from nst.engine import Scale
-from nst.tiles import (blend, border_lines, grid, plan_work, ramp, seam_ratio, split_plan, starts, tile_shape,
-                       tiled_grams, window)
+from nst.plan import Scale, make_plan, plan_work
+from nst.tiles import blend, border_lines, grid, ramp, seam_ratio, starts, tile_shape, tiled_grams, window
 
 FAST = ["precision=float32", "optimizer.xla=false", "model.network=vgg16", "model.download=false"]
 
@@ -70,12 +69,13 @@ def test_overlaps_blend_to_weights_summing_to_one():
     assert w[0, 0] < 0.01 and np.all(w[:, 16:] == 1)  # ramps only on the side facing the earlier tile
 
 
-def test_split_plan_and_work():
+def test_a_plan_tiles_its_large_scales_and_counts_their_work():
     tiles = TilesConfig(max_pixels=10_000, size=64, overlap=16, passes=2)
-    plan = [Scale((48, 64), 5), Scale((96, 128), 3), Scale((192, 256), 2)]
-    whole, tiled = split_plan(plan, tiles)
-    assert whole == plan[:1] and tiled == plan[1:]
-    work = plan_work(plan, tiles)
+    plan = make_plan([((48, 64), 5), ((96, 128), 3), ((40, 200), 2), ((192, 256), 2)], tiles)
+    assert [s.tiled for s in plan] == [False, True, True, True]  # once tiled, every finer scale too
+    assert plan[0] == Scale((48, 64), 5) and plan[1].tiles == tiles and plan[1].shape == (64, 64)
+    assert plan[0].grids() == [[(0, 0)]] and plan[1].grids() == [grid((96, 128), tiles, p) for p in range(2)]
+    work = plan_work(plan)
     assert work[0] == (48 * 64, 5)
     assert work[1] == (64 * 64, 3 * (len(grid((96, 128), tiles, 0)) + len(grid((96, 128), tiles, 1))))
 
@@ -149,9 +149,10 @@ def test_doodle_tiled_masked_grams_are_the_whole_images(vgg16):
 @pytest.fixture(scope="module")
 def tiled_pair(vgg16):
     """The same 192x144 config run untiled and with its last scale in 96 px tiles; style calls counted."""
-    import nst.tiles as tiles_mod
+    import nst.transfer as tiles_mod  # where the style transfer task calls tiled_grams
     from nst.events import Control
     from nst.inputs import load_inputs
+    from nst.recipe import TransferRecipe
     from nst.transfer import make_extractors, stylize
 
     from tests.conftest import CONTENT, STYLE
@@ -174,8 +175,8 @@ def tiled_pair(vgg16):
         events = []
         tiles_mod.tiled_grams = counting
         try:
-            res = stylize(content, styles, cfg, make_extractors(cfg, weights, info.network),
-                          Control().subscribe(lambda ev: events.append(ev)))
+            res = stylize(content, styles, cfg, extractors=make_extractors(TransferRecipe.of(cfg, info.network), weights),
+                          control=Control().subscribe(lambda ev: events.append(ev)))
         finally:
             tiles_mod.tiled_grams = real
         out[name] = (cfg, content, styles, res, events)
@@ -196,12 +197,14 @@ def test_style_targets_computed_once_for_all_tiles(tiled_pair):
 def test_tiled_run_is_close_to_untiled(tiled_pair, vgg16):
     from nst.engine import upsample
     from nst.objective import evaluate
-    from nst.transfer import compute_targets, make_extractor, make_objective
+    from nst.recipe import TransferRecipe
+    from nst.transfer import compute_targets, make_extractors, make_objective
 
     cfg, content, styles, whole, events = tiled_pair["whole"]
     tiled = tiled_pair["tiled"][3]
-    ext = make_extractor(cfg, vgg16[0], "vgg16", "float32")
-    objective = make_objective(ext, compute_targets(ext, content, styles, cfg), cfg)
+    recipe = TransferRecipe.of(cfg, "vgg16")
+    ext = make_extractors(recipe, vgg16[0])("float32")
+    objective = make_objective(ext, compute_targets(ext, content, styles, recipe), recipe)
     start = upsample([e.image for e in events if e.phase == 0][-1], content.shape[:2])  # both runs' coarse result
     loss = {k: evaluate(objective, img)["total"] for k, img in
             (("start", start), ("whole", whole.image), ("tiled", tiled.image))}
@@ -221,12 +224,11 @@ def test_tiled_run_has_no_seams(tiled_pair):
 
 def test_tiled_doodle_shares_its_targets(vgg16):
     from doodle.config import load_doodle_config
-    from doodle.engine import initial_image, make_objective, needed_layers, phase_plan
+    from doodle.engine import DoodleTask, initial_image, make_extractors, phase_plan
     from doodle.inputs import load_inputs
-    from doodle.tiles import DoodleTiles
-    from nst.engine import Extractors
+    from doodle.recipe import DoodleRecipe
+    from nst.engine import run_plan
     from nst.events import Control
-    from nst.tiles import run_tiled_plan
 
     from tests.conftest import DATA
 
@@ -236,14 +238,17 @@ def test_tiled_doodle_shares_its_targets(vgg16):
                                     "optimizer.iterations=12", "optimizer.rounds=1", "tiles.size=64",
                                     "tiles.overlap=16", "tiles.max_pixels=4096", *FAST])
     scene = load_inputs(cfg).scene
-    plan = phase_plan(cfg, scene.size, "vgg16")
-    task = DoodleTiles(scene, cfg)
-    built, objective = [], task.objective
-    task.objective = lambda *a: built.append(objective(*a)) or built[-1]
-    ext = Extractors(vgg16[0], "vgg16", "avg", needed_layers(cfg, "vgg16", False))
-    res = run_tiled_plan(plan, lambda i, hw, e: make_objective(e, scene.scaled(hw), cfg), task, ext,
-                         initial_image(cfg, scene.scaled(plan[0].hw)), cfg.optimizer, cfg.tiles, Control())
-    assert task.shared_calls == 1 and len(built) == 1  # one set of label targets, one objective for every tile
+    recipe = DoodleRecipe.of(cfg, "vgg16", False)
+    plan = phase_plan(cfg, scene.size, recipe)
+    assert [s.tiled for s in plan] == [False, True]  # tiling is a property of the scale
+    task = DoodleTask(scene, recipe)
+    built, shared = [], []
+    objective, targets = task.tile_objective, task.tile_targets
+    task.tile_objective = lambda *a: built.append(objective(*a)) or built[-1]
+    task.tile_targets = lambda *a: shared.append(targets(*a)) or shared[-1]
+    res = run_plan(plan, task, extractors=make_extractors(recipe, vgg16[0]),
+                   x0=initial_image(cfg, scene.scaled(plan[0].hw)), opt=cfg.optimizer, control=Control())
+    assert len(shared) == 1 and len(built) == 1  # one set of label targets, one objective for every tile
     assert built[0].step().experimental_get_tracing_count() == 1  # its compiled step traced once
     assert res.image.shape == (96, 128, 3) and np.isfinite(res.image).all()
     assert sum(res.info["scales"][-1]["tiles"]) > 4
@@ -253,13 +258,12 @@ def test_a_print_probes_its_numeric_path_once_on_the_tile_shape(vgg16, monkeypat
     """precision auto: one probe, at the tile shape, whose choice the whole scales before the tiles use too
     (probing every path at the largest whole scale as well doubled a doodle print's peak memory)."""
     import nst.engine as engine_mod
-    import nst.tiles as tiles_mod
+    from nst.engine import Numerics
     from nst.events import Control
     from nst.inputs import load_inputs
     from nst.precision import Choice
-    from nst.tiles import TransferTiles, run_tiled_plan
-    from nst.transfer import compute_targets, make_extractors, make_objective, scale_plan
-    from nst.images import resize
+    from nst.recipe import TransferRecipe
+    from nst.transfer import make_extractors, stylize
 
     from tests.conftest import CONTENT, STYLE
 
@@ -270,25 +274,17 @@ def test_a_print_probes_its_numeric_path_once_on_the_tile_shape(vgg16, monkeypat
     content, styles, _ = load_inputs(cfg, log=lambda _s: None)
     probes = []
 
-    def fake_choose(plan, build, extractors, x0, precision, xla, cache_dir, log):
-        probes.append((tuple(plan[-1].hw), x0.shape[:2]))
+    def fake_choose(precision, xla, probe, key, work, cache_dir, log):
+        probes.append(key)
+        probe(engine_mod.FLOAT32)  # the probe times a step of the tile objective
         return Choice("float32", False, "stub")
 
-    monkeypatch.setattr(tiles_mod, "choose_path", fake_choose)
-    monkeypatch.setattr(engine_mod, "choose_path", fake_choose)
+    monkeypatch.setattr(engine_mod, "choose", fake_choose)
     weights, info = vgg16
-    extractors = make_extractors(cfg, weights, info.network)
-    plan = scale_plan(cfg, content.shape[:2])
-
-    def build(_i, hw, extractor):
-        c = resize(content, (hw[1], hw[0]), "content")
-        return make_objective(extractor, compute_targets(extractor, c, [(resize(styles[0][0], (hw[1], hw[0]),
-                                                                                 "style"), 1.0)], cfg), cfg)
-
-    x0 = np.full((*plan[0].hw, 3), 128.0, np.float32)
-    res = run_tiled_plan(plan, build, TransferTiles(content, styles, cfg), extractors, x0, cfg.optimizer,
-                         cfg.tiles, Control(), "auto", "auto")
-    assert probes == [((64, 64), (48, 64))]  # once, on the tile shape (from the start image, resized there)
+    extractors = make_extractors(TransferRecipe.of(cfg, info.network), weights)
+    res = stylize(content, styles, cfg, extractors=extractors, control=Control(),
+                  numerics=Numerics(cfg.precision, cfg.optimizer.xla))
+    assert probes == ["64x64 vgg16/avg"]  # once, on the tile shape
     assert [s["precision"] for s in res.info["scales"]] == ["float32", "float32"]
     assert res.info["precision_tiles"]["path"] == "float32" and res.image.shape == (96, 128, 3)
 

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from nst.colors import RGB_TO_YIQ, luminance_transfer, match_color_histogram
 from nst.config import load_config
-from nst.transfer import RGB_MEAN, initial_image, style_grams
+from nst.terms import style_targets
+from nst.transfer import RGB_MEAN, initial_image
 
 
 class StubExtractor:
@@ -33,11 +34,11 @@ def test_style_blend_is_the_weighted_mean_of_per_image_grams():
     a = rng.uniform(0, 255, (8, 10, 3)).astype(np.float32)
     b = rng.uniform(0, 255, (12, 6, 3)).astype(np.float32)  # another size: Grams are divided by their own M
     ext = StubExtractor()
-    blended = style_grams(ext, [(a, 3.0), (b, 1.0)], ["block1_conv1"])["block1_conv1"].numpy()
+    blended = style_targets(ext, [(a, 3.0), (b, 1.0)], ["block1_conv1"])["block1_conv1"].numpy()
     ga = _gram_over_m(ext(a[None])["block1_conv1"].numpy())
     gb = _gram_over_m(ext(b[None])["block1_conv1"].numpy())
     np.testing.assert_allclose(blended, 0.75 * ga + 0.25 * gb, rtol=1e-4)
-    only_a = style_grams(ext, [(a, 1.0)], ["block1_conv1"])["block1_conv1"].numpy()
+    only_a = style_targets(ext, [(a, 1.0)], ["block1_conv1"])["block1_conv1"].numpy()
     assert not np.allclose(only_a, blended, rtol=1e-2)
 
 
