@@ -19,7 +19,7 @@ from doodle.losses import EPS, label_weights
 from doodle.masks import layer_masks
 from doodle.terms import RegionalGramTerm
 from nst.features import FeatureExtractor
-from nst.tiles import feature_tiles
+from nst.tiled_targets import feature_tiles
 
 
 class TileGramTerm(RegionalGramTerm):

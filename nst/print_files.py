@@ -17,12 +17,19 @@ import numpy as np
 INCH = 0.0254  # m
 
 
+# LittleCMS stamps a profile with the time it was made (header bytes 24..35): a fixed date keeps two runs of one
+# config byte-identical files (the profile ID, bytes 84..99, stays 0 = "not computed", which the date does not enter).
+PROFILE_DATE = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
+
+
 @lru_cache(maxsize=1)
 def srgb_icc() -> bytes:
-    """The sRGB ICC profile, as Pillow's LittleCMS builds it."""
+    """The sRGB ICC profile, as Pillow's LittleCMS builds it, dated 2000-01-01 whenever it was built."""
     from PIL import ImageCms
 
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[24:36] = PROFILE_DATE
+    return bytes(profile)
 
 
 def to_uint16(img: np.ndarray) -> np.ndarray:

@@ -26,7 +26,8 @@ from nst.objective import Objective
 from nst.plan import Scale, make_plan
 from nst.recipe import TransferRecipe
 from nst.terms import ContentTerm, GramTerm, TVTerm, content_targets, style_targets
-from nst.tiles import crop, tiled_grams
+from nst.tiled_targets import tiled_grams
+from nst.tiles import crop
 from nst.weights import Weights
 
 # The ImageNet mean in RGB: the centre of the original's "noise" initialisation.

@@ -228,3 +228,18 @@ def test_cli_rgba_content_and_huge_cmyk_style(tmp_path, run_cli, content_path, s
     assert result.shape == (48, 64, 3)
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "finished" and run["iterations_done"] == 3
+
+
+def test_the_srgb_profile_is_the_same_bytes_in_every_process():
+    """Two runs of one config must write byte-identical result.png files: the embedded ICC profile carries no
+    creation time (LittleCMS stamps one), and a viewer still reads it as sRGB."""
+    import io
+    import subprocess
+    import sys
+
+    from PIL import ImageCms
+
+    code = "import sys; from nst.print_files import srgb_icc; sys.stdout.buffer.write(srgb_icc())"
+    a, b = (subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout for _ in range(2))
+    assert a == b and len(a) > 128
+    assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(a)))

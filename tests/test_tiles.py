@@ -10,7 +10,8 @@ from PIL import Image
 
 from nst.config import TilesConfig, load_config
 from nst.plan import Scale, make_plan, plan_work
-from nst.tiles import blend, border_lines, grid, ramp, seam_ratio, starts, tile_shape, tiled_grams, window
+from nst.tiled_targets import tiled_grams
+from nst.tiles import blend, border_lines, grid, ramp, seam_ratio, starts, tile_shape, window
 
 FAST = ["precision=float32", "optimizer.xla=false", "model.network=vgg16", "model.download=false"]
 
