@@ -6,7 +6,7 @@ PYTHON ?= python
 help:
 	@echo "make figures        every paper figure at the paper's settings (512 px, 1000 iterations) -> figures/, docs/"
 	@echo "make figures-quick  the same figures at 96-128 px, 30-60 iterations (minutes on a CPU) -> figures/quick/"
-	@echo "make docs-figures   quick figures plus their small README copies in docs/"
+	@echo "make docs-figures   quick figures plus their small copies in docs/"
 	@echo "make test           the whole test suite (what CI runs)"
 	@echo "make notebooks-clean  strip outputs from notebooks/*.ipynb before committing"
 

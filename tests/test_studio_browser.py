@@ -1,10 +1,11 @@
 """The studio end to end in a real headless browser: Debian's chromium driven by Playwright's Python package.
 
-One server (uvicorn in a thread, a temporary studio folder) serves every test here. The tests load the page;
-run a 64 px style transfer and watch the preview update and the result appear; save its settings as YAML and
+One server (uvicorn in a thread, a temporary studio folder) serves every test here. The tests load the page at a
+laptop's 1366x768 and check its first look (a loading state until the panels are filled, then no broken image,
+placeholders where the preview and the curves will be, no horizontal scrolling); run a 64 px style transfer and watch the preview update and the result appear; save its settings as YAML and
 re-run them with ``python -m nst.run`` for bit-identical pixels; paint a two-colour doodle, run it and check
 that the result's regions follow the paint; cancel a run while a second browser watches it. Screenshots go to
-``out/studio_screenshots/`` (git-ignored). Skipped, saying why, only when chromium or playwright is missing.
+``out/studio_screenshots/`` (git-ignored; ``first_look.png`` is the one docs/STUDIO.md shows). Skipped, saying why, only when chromium or playwright is missing.
 """
 
 from __future__ import annotations
@@ -102,6 +103,69 @@ def fast(pg, panel, iterations, **more):
 def finished_run(pg, timeout=180_000) -> str:
     pg.wait_for_function("document.querySelector('#preview').dataset.final !== undefined", timeout=timeout)
     return pg.eval_on_selector("#download-zip", "a => a.getAttribute('href').split('/')[3]")
+
+
+# Every <img> that should show something has loaded; a hidden one without src is fine, a visible one without a
+# picture (no src, or a src that did not decode) is the broken-image icon a newcomer would see.
+BROKEN_IMAGES = """() => [...document.images].filter((i) => {
+    const shown = i.getClientRects().length > 0 && getComputedStyle(i).visibility !== "hidden";
+    const src = i.getAttribute("src");
+    return src ? (i.complete && i.naturalWidth === 0) : shown;
+  }).map((i) => i.id || i.alt || i.outerHTML.slice(0, 80))"""
+IMAGES_SETTLED = "() => [...document.images].every((i) => !i.getAttribute('src') || i.complete)"
+NO_SIDEWAYS_SCROLL = "() => document.documentElement.scrollWidth"
+
+
+def test_first_look_at_1366x768_is_finished(browser, server):
+    """What a newcomer sees on a laptop: while the schema is still on its way the panels say they are loading and
+    Start waits; once filled, no broken image, placeholders saying what will appear, and no sideways scrolling."""
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+    pg = ctx.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    held = []
+    pg.route("**/api/schema/nst", lambda route: held.append(route))  # answered below, once the loading state is seen
+    pg.goto(server["url"])
+    pg.wait_for_selector("#nst-panel .loading-note", state="visible")
+    end = time.time() + 30
+    while not held and time.time() < end:  # the page has asked for its schema; the answer is held back
+        pg.wait_for_timeout(50)
+    assert held, "the page never asked for its schema"
+    assert pg.is_visible("#loading") and "Loading" in pg.text_content("#loading")
+    assert pg.is_disabled("#nst-start") and pg.is_disabled("#nst-save")
+    assert pg.locator("#nst-panel .field").count() == 0
+    shot(pg, "first_look_loading")
+    held[0].continue_()
+    pg.unroute("**/api/schema/nst")
+
+    pg.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    pg.wait_for_function(IMAGES_SETTLED, timeout=30_000)
+    assert pg.evaluate(BROKEN_IMAGES) == []
+    # the panels are filled: every config key, the presets, the pickers; no loading note is left
+    assert pg.locator("#nst-panel .field").count() >= 20 and pg.locator("#doodle-panel .field").count() >= 20
+    assert pg.eval_on_selector_all(".loading-note", "ns => ns.map((n) => n.parentElement.id)") == []
+    assert not pg.is_visible("#loading")
+    assert pg.eval_on_selector("#nst-preset", "s => s.options[s.selectedIndex].text") == "quick"
+    assert pg.eval_on_selector("#nst-content img", "i => i.naturalWidth") > 0
+    assert pg.locator("#nst-styles .style-row").count() >= 1
+    assert not pg.is_disabled("#nst-start")
+    # where the run will show: a placeholder that says so, not an empty image
+    assert pg.is_hidden("#preview") and pg.is_visible("#preview-placeholder")
+    assert "live preview appears here" in pg.text_content("#preview-placeholder")
+    width = pg.evaluate(NO_SIDEWAYS_SCROLL)
+    assert width <= 1366, f"the page is {width} px wide at a 1366 px window: it scrolls sideways"
+    shot(pg, "first_look")
+    # the other tabs at the same size: filled, nothing broken, nothing sideways
+    pg.click("#tab-doodle")
+    pg.wait_for_selector("#swatch-1")
+    pg.wait_for_function(IMAGES_SETTLED, timeout=30_000)
+    assert pg.evaluate(BROKEN_IMAGES) == [] and pg.evaluate(NO_SIDEWAYS_SCROLL) <= 1366
+    assert pg.is_hidden("#doodle-style-automap") and pg.is_hidden("#doodle-content-automap")
+    shot(pg, "first_look_doodle")
+    pg.click("#tab-runs")
+    assert pg.evaluate(BROKEN_IMAGES) == [] and pg.evaluate(NO_SIDEWAYS_SCROLL) <= 1366
+    ctx.close()
+    assert not errors, errors
 
 
 def test_style_transfer_live_preview_result_and_cli_rerun(page, server, tmp_path, run_cli):
@@ -258,11 +322,13 @@ def test_cancel_while_a_second_browser_watches(page, browser, server):
     folder = server["folder"] / "runs" / run_id
     assert json.loads((folder / "run.json").read_text())["status"] == "cancelled"
     assert not (folder / "result.png").exists()
-    # the runs tab lists all three, with their status; compare draws the curves
+    # the runs tab lists the runs with their status; compare draws the curves of two
     pg.click("#tab-runs")
     pg.wait_for_selector("#runs-table tbody tr")
-    assert pg.locator("#runs-table tbody tr").count() >= 1
-    pg.locator(".run-pick").first.check()
+    rows = pg.locator("#runs-table tbody tr").count()
+    assert rows >= 1
+    for i in range(min(2, rows)):  # with the whole file run: the cancelled run and the doodle on shared axes
+        pg.locator(".run-pick").nth(i).check()
     pg.click("#runs-compare")
     pg.wait_for_function("document.querySelector('#compare-img').naturalWidth > 0", timeout=30_000)
     shot(pg, "runs")

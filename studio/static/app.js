@@ -12,6 +12,9 @@ function showError(msg) {
   box.hidden = !msg;
 }
 
+// The "loading…" notes the page ships with stay until the part they stand for has been filled from the server.
+function clearLoading(el) { $$(":scope > .loading-note", el).forEach((n) => n.remove()); }
+
 async function api(url, opts = {}) {
   const r = await fetch(url, opts);
   const type = r.headers.get("content-type") || "";
@@ -64,7 +67,13 @@ function makePicker(container, {filter = "", optional = false, onChange = null} 
   const up = document.createElement("input");
   up.type = "file"; up.accept = "image/*";
   const img = document.createElement("img");
-  const refresh = () => { img.src = sel.value ? fileUrl(sel.value) : ""; img.hidden = !sel.value; if (onChange) onChange(sel.value); };
+  img.alt = "the picked image";
+  img.hidden = true;
+  const refresh = () => {
+    if (sel.value) img.src = fileUrl(sel.value); else img.removeAttribute("src");  // no src, not an empty one
+    img.hidden = !sel.value;
+    if (onChange) onChange(sel.value);
+  };
   sel.addEventListener("change", refresh);
   up.addEventListener("change", async () => {
     if (!up.files.length) return;
@@ -76,6 +85,7 @@ function makePicker(container, {filter = "", optional = false, onChange = null} 
       showError("");
     } finally { up.value = ""; }
   });
+  clearLoading(container);
   container.append(sel, up, img);
   fillImageSelect(sel);
   function set(path) {
@@ -164,6 +174,7 @@ function addStyle(path, weight) {
   const w = document.createElement("input"); w.type = "text"; w.size = 4; w.value = weight; w.className = "style-weight";
   const rm = document.createElement("button"); rm.textContent = "×"; rm.type = "button";
   row.append(holder, document.createTextNode(" weight "), w, rm);
+  clearLoading($("#nst-styles"));
   $("#nst-styles").append(row);
   const picker = makePicker(holder);
   if (path) picker.set(path);
@@ -231,7 +242,7 @@ async function initDoodle() {
   $$(".make-map").forEach((b) => b.addEventListener("click", () => makeMap(b.dataset.side).catch(() => {})));  // shown
   $("#doodle-start").addEventListener("click", async () => startRun("doodle", await doodleValues()));
   $("#doodle-save").addEventListener("click", async () => saveYaml("doodle", await doodleValues()));
-  if (DOODLE.presets.length) applyDoodlePreset(DOODLE.presets[0]);
+  if (DOODLE.presets.length) await applyDoodlePreset(DOODLE.presets[0]);  // ready means this tab is filled too
 }
 async function applyDoodlePreset(p) {
   DOODLE.panel.set(p.values);
@@ -435,7 +446,7 @@ async function onState(st) {
     if (cur.preview_version !== LIVE.previewVersion && cur.preview_version > 0) {
       LIVE.previewVersion = cur.preview_version;
       $("#preview").src = `/api/runs/${cur.id}/preview.png?v=${cur.preview_version}`;
-      $("#preview").hidden = false;
+      showPreview();
       $("#preview").dataset.version = cur.preview_version;
     }
     drawLosses(cur.losses);
@@ -445,6 +456,7 @@ async function onState(st) {
   }
   $("#cancel").disabled = !cur && !st.queue.length;
 }
+function showPreview() { $("#preview").hidden = false; $("#preview-placeholder").hidden = true; }
 function clearResult() { $("#snapshots").innerHTML = ""; $("#download-result").hidden = true; $("#download-zip").hidden = true; }
 async function showRun(id) {
   const r = await api("/api/runs/" + id);
@@ -453,7 +465,7 @@ async function showRun(id) {
   $("#live-status").textContent = r.status + (r.message ? ` · ${r.message}` : "") + (r.wall_seconds ? ` · ${r.wall_seconds.toFixed(1)} s` : "");
   $("#live-status").className = "status-" + r.status;
   if (r.status === "error" || r.status === "failed") showError(r.message);
-  if (r.thumbnail) { $("#preview").src = `/api/runs/${id}/files/${r.thumbnail}?t=${Date.now()}`; $("#preview").hidden = false; }
+  if (r.thumbnail) { $("#preview").src = `/api/runs/${id}/files/${r.thumbnail}?t=${Date.now()}`; showPreview(); }
   $("#preview").dataset.final = r.has_result ? "result" : r.status;
   const res = $("#download-result");
   res.hidden = !r.has_result; res.href = `/api/runs/${id}/files/result.png`; res.download = `${id}.png`;
@@ -476,7 +488,12 @@ $("#cancel").addEventListener("click", async () => {
 function drawLosses(rows) {
   const cv = $("#loss-chart"), c = cv.getContext("2d"), W = cv.width, H = cv.height, pad = 28;
   c.clearRect(0, 0, W, H);
-  if (!rows || !rows.length) return;
+  if (!rows || !rows.length) {  // before a run: say what will be drawn here
+    c.fillStyle = "#777"; c.font = "13px system-ui, sans-serif"; c.textAlign = "center";
+    c.fillText("the loss curves (total, content, style, tv) appear here", W / 2, H / 2);
+    c.textAlign = "start";
+    return;
+  }
   const terms = [["total", "#222"], ["content", "#1b5fb5"], ["style", "#c8402f"], ["tv", "#2a7a2a"]];
   const vals = rows.flatMap((r) => terms.map(([t]) => r[t])).filter((v) => v > 0);
   if (!vals.length) return;
@@ -545,12 +562,20 @@ $("#runs-compare").addEventListener("click", () => {
 });
 
 // ------------------------------------------------------------------ start
+// Until the panels are filled the page says it is loading and its buttons wait (data-wait); a failure says why.
 (async () => {
+  drawLosses([]);
   try {
     await loadImages();
     await initNst();
     await initDoodle();
     connectEvents();
+    $$("[data-wait]").forEach((b) => { b.disabled = false; });
+    $("#loading").hidden = true;
     document.body.dataset.ready = "1";
-  } catch (e) { console.error(e); }
+  } catch (e) {
+    console.error(e);
+    $("#loading").textContent = "The studio could not load its panels (see the error above); reload the page to try again.";
+    if (!$("#error").textContent) showError(`error: ${e.message || e}`);
+  }
 })();
