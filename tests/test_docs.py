@@ -202,7 +202,7 @@ MODULES = named(MODULE)
 
 
 def test_the_pages_name_the_main_commands():
-    assert {"nst.run", "doodle.run", "studio", "nst.score", "nst.sweep", "nst.video", "pytest"} <= set(MODULES)
+    assert {"nst.run", "doodle.run", "studio", "nst.score", "experiments.sweep", "nst.video", "pytest"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m != "MODULE"))
