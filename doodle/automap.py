@@ -57,7 +57,7 @@ class AutoMapOptions:
     pooling: str = "max"  # VGG as trained: its features separate objects better than the avg-pooled ones
     # conv5_3 tells regions of one colour apart by what they are (Freddie's hair from his black shirt): the
     # four-seed mean mIoU on the hand-painted samples went 0.524 -> 0.604 at weight 1 and 0.631 at 0.5; at
-    # weight 1 it split a striped texture of the synthetic test images, at 0.5 it does not. README "Automatic maps".
+    # weight 1 it split a striped texture of the synthetic test images, at 0.5 it does not. docs/DOODLES.md.
     layers: tuple[str, ...] = ("conv2_2", "conv3_3", "conv4_3", "conv5_3")
     pca_dims: int = 8  # per layer
     feature_weight: float = 1.0  # each layer's share of the descriptor (unit total variance x weight)

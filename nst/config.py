@@ -115,7 +115,7 @@ class OptimizerConfig:
     rounds: int = 1  # lbfgs: split iterations into this many fresh fmin_l_bfgs_b calls (the original's habit)
     max_evals_per_round: Union[int, None] = None  # lbfgs maxfun per round; None = 2 * iterations per round
     bounds: bool = True  # keep pixels in [0, 255] (lbfgs: box bounds; adam: clip)
-    xla: Union[bool, str] = "auto"  # XLA-compile the loss+gradient step: true | false | auto (probed, README "Speed")
+    xla: Union[bool, str] = "auto"  # XLA-compile the loss+gradient step: true | false | auto (probed, docs/SPEED.md)
 
     CHOICES: ClassVar[dict] = {"method": ("lbfgs", "adam"), "xla": (True, False, "auto")}
 
@@ -157,7 +157,7 @@ class ProgressConfig:
 
 @dataclass(frozen=True)
 class TilesConfig:
-    # scales with more pixels than this are optimised in overlapping tiles (measured: README "Prints")
+    # scales with more pixels than this are optimised in overlapping tiles (measured: docs/PRINTS.md)
     max_pixels: int = 1_048_576
     size: int = 512  # tile side in px (every tile of a scale has this shape; smaller only if the image is)
     overlap: int = 64  # px neighbouring tiles share, blended with a raised cosine

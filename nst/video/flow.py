@@ -9,7 +9,7 @@ previous stylised frame warped into frame i, ``w(p) = s_{i-1}(p + b(p))`` with `
 * motion boundaries (their eq. 6): ``|grad b_x|^2 + |grad b_y|^2 > 0.01 |b|^2 + 0.002``;
 * and (ours) pixels whose ``p + b(p)`` lies outside the previous frame.
 
-Flow is OpenCV's (DIS by default, Farneback as the alternative; README "Video" has the measured endpoint
+Flow is OpenCV's (DIS by default, Farneback as the alternative; docs/VIDEO.md has the measured endpoint
 errors against the synthetic ground truth of :mod:`nst.video.synthetic`). Convention throughout:
 ``flow(src, dst)[p] = d`` means ``src(p) ~ dst(p + d)``; flows are (H, W, 2) float32, (dx, dy).
 """
@@ -30,7 +30,7 @@ def flow(src: np.ndarray, dst: np.ndarray, method: str = "dis") -> np.ndarray:
     a, b = _gray(src), _gray(dst)
     if method == "dis":
         # the MEDIUM preset refined down to full resolution (finest scale 0, patch stride 4): on the synthetic
-        # pan this halves the preset's endpoint error (README "Video"); sub-pixel accuracy matters because a
+        # pan this halves the preset's endpoint error (docs/VIDEO.md); sub-pixel accuracy matters because a
         # stylised frame's brush strokes are sharp, so a 1 px error reads as flicker
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         dis.setFinestScale(0)
