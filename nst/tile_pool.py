@@ -51,6 +51,23 @@ class WeightsSource:
         return Extractors(_WEIGHTS[key], network, pooling, layers)
 
 
+def pool_for(where, plan, info, log) -> TilePool | None:
+    """The tile runner a run asked for (``where``: :class:`nst.cluster.Where`): None — the serial loop — unless
+    it asked for Ray and a scale of ``plan`` is tiled; connects (one-line errors) before any folder is touched."""
+    if where is None or not where.parallel:
+        return None
+    if not any(s.tiled for s in plan):
+        log("notice: no scale of this run is over tiles.max_pixels, so nothing runs in tiles: it runs here "
+            "(--ray / --address spread a print's tiles)")
+        return None
+    from nst.cluster import connect
+
+    connect(where.address, timeout=where.timeout)
+    pool = TilePool(WeightsSource(info.network, info.path), max_parallel=where.max_parallel, cpus=where.cpus)
+    log(f"tiles: {pool.describe()} ({where.describe()})")
+    return pool
+
+
 class _Shipped:
     """A tensor leaf sent as numpy (a worker turns it back into a tensor)."""
 
