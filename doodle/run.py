@@ -49,7 +49,8 @@ def execute(cfg: DoodleConfig, loaded_weights=None, control: Control | None = No
     recipe = DoodleRecipe.of(cfg, info.network, inputs.scene.content is not None)  # unknown layer names fail here
     plan = phase_plan(cfg, inputs.scene.size, recipe)  # too many phases for the size, or a method not for tiles
     h, w = inputs.scene.size
-    runner = pool_for(where, plan, info, say)  # Ray reached (or a one-line error) before the folder is touched
+    # Ray reached (or a one-line error) before the folder is touched
+    runner = pool_for(where, plan, info, say, ("doodle",))
 
     def headline(out: Path) -> str:
         return f"doodle ({cfg.doodle.method}): {w}x{h} px in {len(plan)} phase(s) {describe(plan)}; output -> {out}"

@@ -24,6 +24,7 @@ import os
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -51,9 +52,12 @@ class WeightsSource:
         return Extractors(_WEIGHTS[key], network, pooling, layers)
 
 
-def pool_for(where, plan, info, log) -> TilePool | None:
+def pool_for(where, plan, info, log, packages: tuple = ()) -> TilePool | None:
     """The tile runner a run asked for (``where``: :class:`nst.cluster.Where`): None — the serial loop — unless
-    it asked for Ray and a scale of ``plan`` is tiled; connects (one-line errors) before any folder is touched."""
+    it asked for Ray and a scale of ``plan`` is tiled; connects (one-line errors) before any folder is touched.
+
+    On a cluster (``--address``) nst and ``packages`` (the kind's own package, e.g. ``doodle``) are shipped to the
+    workers (Ray ``py_modules``), which may sit on other machines; a Ray of our own imports this checkout."""
     if where is None or not where.parallel:
         return None
     if not any(s.tiled for s in plan):
@@ -62,7 +66,12 @@ def pool_for(where, plan, info, log) -> TilePool | None:
         return None
     from nst.cluster import connect
 
-    connect(where.address, timeout=where.timeout)
+    modules = None
+    if where.address is not None:
+        import importlib
+
+        modules = [str(Path(importlib.import_module(name).__file__).parent) for name in ("nst", *packages)]
+    connect(where.address, timeout=where.timeout, modules=modules)
     pool = TilePool(WeightsSource(info.network, info.path), max_parallel=where.max_parallel, cpus=where.cpus)
     log(f"tiles: {pool.describe()} ({where.describe()})")
     return pool
