@@ -121,17 +121,30 @@ class TileJob:
     layers: list[str]
 
 
+def hold_threads(threads: int) -> None:
+    """TensorFlow in this worker process to ``threads`` intra-op threads (one worker per CPU it asked for); the
+    env vars a worker starts with (:func:`worker_env`) cover what was set up before this call."""
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran an op here: the env vars have done it
+        pass
+
+
+def worker_env(cpus: float) -> tuple[int, dict[str, str]]:
+    """(threads, environment) of a worker asking for ``cpus`` CPUs."""
+    threads = max(1, int(cpus))
+    return threads, {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
+                     "OMP_NUM_THREADS": str(threads)}
+
+
 class TileWorker:
     """A Ray actor (one worker process): optimises one tile at a time for the job it was last given."""
 
     def __init__(self, source, threads: int = 1):
-        try:  # before TensorFlow's first op in this process; the env vars set at start cover the rest
-            import tensorflow as tf
-
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass
+        hold_threads(threads)
         self.source, self.key, self.solver = source, None, None
         self._extractors: dict[tuple, object] = {}
 
@@ -185,10 +198,9 @@ class TilePool:
     def _actor(self):
         import ray
 
-        threads = str(max(1, int(self.cpus)))
-        env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads}
+        threads, env = worker_env(self.cpus)
         actor = ray.remote(TileWorker).options(num_cpus=self.cpus, max_restarts=0,
-                                               runtime_env={"env_vars": env}).remote(self.source, int(threads))
+                                               runtime_env={"env_vars": env}).remote(self.source, threads)
         self.actors.append(actor)
         return actor
 
