@@ -7,8 +7,10 @@ starts from the previous scale's result upsampled (the first from ``x0``). A who
 ``task.whole(...)``'s objective. A tiled scale (a print) is optimised tile by tile, pass by pass, on one
 objective per numeric path built by ``task.tile_objective(...)`` from style targets computed once
 (``task.tile_targets(...)``) and refilled per tile (``task.retarget(...)``), each tile blended into the
-image (:mod:`nst.tiles`). Progress leaves as one :class:`nst.events.Progress` per iteration, numbered over
-the whole plan, to the :class:`nst.events.Control`'s subscribers (which may cancel).
+image (:mod:`nst.tiles`). Tiles run here one after another in raster order; a ``tile_runner``
+(:class:`TileRunner`, e.g. :class:`nst.tile_pool.TilePool` on Ray) replaces that inner loop over a pass's tiles,
+its workers running a :class:`TileSolver` each. Progress leaves as one :class:`nst.events.Progress` per
+iteration, numbered over the whole plan, to the :class:`nst.events.Control`'s subscribers (which may cancel).
 
 The numeric path (precision, XLA) is chosen once per plan, here (:func:`choose_path`, probed on the shape
 the plan spends most time on). When L-BFGS finds no further decrease on a reduced-precision path before its
@@ -229,6 +231,7 @@ class TileOutcome:
     events: list[tuple[str, dict[str, float]]]  # per iteration: (path name, {term: value, "total": value})
     stall: str | None  # the optimiser's reason when it found no further decrease
     notes: list[str]  # float32 fallbacks, for run.json
+    seconds: float = 0.0  # wall time of the tile where it ran (objective built on the first tile included)
 
 
 class TileSolver:
@@ -252,7 +255,7 @@ class TileSolver:
         run = _Run(Control([keep]), [self.scale], self.scale.iterations)
         out, _, stall = _optimise(run, self.objectives, self.index, self.scale, box,
                                   np.ascontiguousarray(start, np.float32), self.opt, path, lambda _s: None)
-        return TileOutcome(out, events, stall, run.notes)
+        return TileOutcome(out, events, stall, run.notes, time.perf_counter() - run.start)
 
 
 @dataclass

@@ -21,6 +21,7 @@ ever a finished result. Ray is imported only here and only when a pool is made.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -257,7 +258,7 @@ class TilePool:
         phases = colour_phases(work.scale.hw, work.scale.tiles, work.pass_index)
         n_tiles = sum(len(ph) for ph in phases)
         shape, overlap = work.scale.shape, work.scale.tiles.overlap
-        stalled = 0
+        stalled, busy, started = 0, 0.0, time.perf_counter()
         try:
             key, job = self._job_for(work)
             self._ensure(max(len(ph) for ph in phases))
@@ -290,12 +291,17 @@ class TilePool:
                             todo.appendleft((k, box, sides, attempt + 1))
                             continue
                         self.idle.append(actor)
+                        busy += outcome.seconds
                         blend(work.canvas, outcome.image, box, overlap, sides)
                         stalled += outcome.stall is not None
                         work.report(k + 1, n_tiles, outcome)
         except BaseException:  # Ctrl-C, cancel, a failed tile: stop every worker now
             self.close()
             raise
+        wall = time.perf_counter() - started
+        work.log(f"scale {work.index + 1} pass {work.pass_index + 1}: {n_tiles} tiles in {len(phases)} phases on "
+                 f"{len(self.actors)} worker(s): {wall:.1f} s; the tiles took {busy:.1f} s of worker time "
+                 f"({busy / max(wall * len(self.actors), 1e-9):.0%} of the workers' time)")
         return stalled
 
 
