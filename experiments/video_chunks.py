@@ -9,7 +9,8 @@ at float32 without XLA, ``--iterations`` for every frame (the first of each chun
 runs here (1 TensorFlow thread when run as the README says: ``TF_NUM_INTRAOP_THREADS=1``); the chunks run on Ray
 (:func:`nst.video.chunks.stylise_on_ray`, 1 CPU and 1 thread per worker). The temporal-consistency error
 (:func:`nst.video.metrics.frame_errors`, 0..255 scale) is pooled over the frame steps a join's cross-fade
-touches and over the others; ``chunks.csv`` has one row per frame step. Not a test.
+touches and over the others; ``chunks_<chunk>_<overlap>.csv`` has one row per frame step. The serial
+clip is kept (``serial_*.npz``) and reused by the next run with other chunks. Not a test.
 """
 
 from __future__ import annotations
@@ -67,10 +68,18 @@ def main(argv: list[str]) -> int:
     ranges = chunk_ranges(len(frames), args.chunk, args.overlap)
     say(f"clip: {len(frames)} frames {args.size[0]}x{args.size[1]}, {args.iterations} it per frame; chunks {ranges}")
 
-    start = time.perf_counter()
-    serial = stylise_chunk(cfg, make_extractors(TransferRecipe.of(cfg, info.network), weights), styles, frames)
-    serial_s = time.perf_counter() - start
-    say(f"serial: {serial_s:.1f} s ({serial_s / len(frames):.1f} s per frame)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    kept = args.out / f"serial_{args.size[0]}x{args.size[1]}_{args.frames}f_{args.iterations}it.npz"
+    if kept.is_file():  # the serial clip does not depend on the chunking: reuse it
+        with np.load(kept) as z:
+            serial, serial_s = list(z["frames"]), float(z["seconds"])
+        say(f"serial: reused {kept.name} ({serial_s:.1f} s when it ran)")
+    else:
+        start = time.perf_counter()
+        serial = stylise_chunk(cfg, make_extractors(TransferRecipe.of(cfg, info.network), weights), styles, frames)
+        serial_s = time.perf_counter() - start
+        np.savez(kept, frames=np.stack(serial), seconds=serial_s)
+        say(f"serial: {serial_s:.1f} s ({serial_s / len(frames):.1f} s per frame)")
 
     connect(where.address, timeout=where.timeout)  # without --address: a Ray of our own here
     start = time.perf_counter()
@@ -83,8 +92,7 @@ def main(argv: list[str]) -> int:
     inside = [i for i in range(1, len(frames)) if i not in crossing]
     errors = {"serial": frame_errors(serial, clip.backward, clip.reliable),
               "chunks": frame_errors(joined, clip.backward, clip.reliable)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "chunks.csv", "w", newline="") as f:
+    with open(args.out / f"chunks_{args.chunk}_{args.overlap}.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "join", "serial_error", "chunks_error"])
         for i in range(1, len(frames)):
@@ -97,7 +105,7 @@ def main(argv: list[str]) -> int:
         f"  chunks, at the joins:  {pooled(errors['chunks'], sorted(crossing)):.1f} over {len(crossing)} steps\n"
         f"  chunks, a hard cut (no fade; each frame from the chunk that starts it): "
         f"{_hard_cut(per_chunk, ranges, clip, frame_errors, crossing):.1f}\n"
-        f"wall: serial {serial_s:.1f} s, chunks {ray_s:.1f} s; table: {args.out / 'chunks.csv'}")
+        f"wall: serial {serial_s:.1f} s, chunks {ray_s:.1f} s; table: {args.out / f'chunks_{args.chunk}_{args.overlap}.csv'}")
     return 0
 
 

@@ -93,14 +93,20 @@ class ChunkWorker:
         hold_threads(threads)
         self.source, self._extractors = source, {}
 
-    def run(self, cfg, styles, frames: list[np.ndarray]) -> list[np.ndarray]:
+    def run(self, cfg, styles, frames: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+        """(the chunk's stylised frames, seconds it took here)."""
+        import time
+
         from nst.recipe import TransferRecipe
+
+        start = time.perf_counter()
 
         recipe = TransferRecipe.of(cfg, self.source.network)
         key = (recipe.network, recipe.pooling, tuple(recipe.layers))
         if key not in self._extractors:
             self._extractors[key] = self.source.extractors(recipe.network, recipe.pooling, recipe.layers)
-        return stylise_chunk(cfg, self._extractors[key], styles, frames)
+        out = stylise_chunk(cfg, self._extractors[key], styles, frames)
+        return out, time.perf_counter() - start
 
 
 def stylise_on_ray(cfg, source, styles, frames: list[np.ndarray], length: int, overlap: int,
@@ -133,9 +139,10 @@ def stylise_on_ray(cfg, source, styles, frames: list[np.ndarray], length: int, o
             for ref in ready:
                 actor, k = running.pop(ref)
                 try:
-                    done[k] = ray.get(ref)
+                    done[k], seconds = ray.get(ref)
                     idle.append(actor)
-                    log(f"chunk {k + 1}/{len(ranges)} (frames {ranges[k][0] + 1}..{ranges[k][1]}) done")
+                    log(f"chunk {k + 1}/{len(ranges)} (frames {ranges[k][0] + 1}..{ranges[k][1]}) done in "
+                        f"{seconds:.1f} s on its worker")
                 except ray.exceptions.RayActorError:
                     attempts[k] += 1
                     if attempts[k] > retries:
