@@ -135,6 +135,10 @@ def connect(address: str | None, local: bool = False, timeout: float = 10.0, mod
         if target != "auto":
             reachable(target, timeout)
         _send_token_if_present()
+    if target == "local":
+        # Ray starts its workers 15 nice levels down (RAY_worker_niceness); on a machine shared with other jobs that
+        # leaves a print's workers the leftovers, slower than the serial loop it replaces: ours run at our niceness
+        os.environ.setdefault("RAY_worker_niceness", "0")
     runtime_env = {"env_vars": {"PYTHONWARNINGS": "ignore", **(env or {})}}
     if modules:
         runtime_env["py_modules"] = list(modules)
