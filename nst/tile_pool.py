@@ -191,7 +191,7 @@ class TilePool:
         self.nodes = len([n for n in ray.nodes() if n.get("Alive")])
         self.actors: list = []
         self.idle: list = []
-        self._job: tuple[tuple, str, object] | None = None  # (scale identity, key, ObjectRef of the TileJob)
+        self._job: tuple[tuple, str, object] | None = None  # ((task, index, scale), key, ObjectRef of the TileJob)
         self.retried = 0  # tiles redone after a worker died, over the pool's life
 
     # ---------------------------------------------------------------- workers
@@ -242,8 +242,8 @@ class TilePool:
     def _job_for(self, work) -> tuple[str, object]:
         import ray
 
-        ident = (id(work.task), work.index, work.scale)
-        if self._job is None or self._job[0] != ident:
+        ident = (work.task, work.index, work.scale)  # the task itself held: its id cannot pass to another
+        if self._job is None or self._job[0][0] is not work.task or self._job[0][1:] != ident[1:]:
             ext = work.extractors
             network, pooling, layers = (getattr(ext, "network", ""), getattr(ext, "pooling", ""),
                                         list(getattr(ext, "layers", [])))
