@@ -21,6 +21,7 @@ from doodle.config import CHOICES as DOODLE_CHOICES
 from doodle.config import DoodleConfig, check_doodle
 from doodle.config import PATH_KEYS as DOODLE_PATH_KEYS
 from nst.config import CHOICES as NST_CHOICES
+from nst.config import PATH_KEYS as NST_PATH_KEYS
 from nst.config import NSTConfig, check_nst, load_config, to_dict
 from nst.errors import UserError
 
@@ -38,9 +39,28 @@ _FIELD_LINE = re.compile(r"^\s+(\w+):[^#]*#\s*(.+)$")
 
 
 def kind_of(kind: str) -> dict:
-    if kind not in KINDS:
-        raise UserError(f"unknown run kind '{kind}'; use nst or doodle")
+    if not isinstance(kind, str) or kind not in KINDS:
+        shown = kind if isinstance(kind, str) else json.dumps(kind)
+        raise UserError(f"unknown run kind '{shown[:40]}'; use nst or doodle")
     return KINDS[kind]
+
+
+def config_paths(cfg: Any, kind: str) -> list[tuple[str, str]]:
+    """(key, path) of every file a config names: its kind's path keys (less ``output_dir``, which the
+    studio sets), styles one by one; ``auto`` (doodle's automatic maps) is no path."""
+    out = []
+    for key in kind_of(kind)["path_keys"] or NST_PATH_KEYS:
+        if key == "output_dir":
+            continue
+        if key == "style[].path":
+            out += [(f"style[{i}].path", s.path) for i, s in enumerate(cfg.style) if s.path]
+            continue
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part, None)
+        if isinstance(node, str) and node and node != "auto":
+            out.append((key, node))
+    return out
 
 
 def _comments(cls: type) -> dict[str, str]:
@@ -123,6 +143,7 @@ def build_config(kind: str, values: dict[str, Any], output_dir: Path) -> Any:
         if key == "output_dir":
             continue
         widget = known[key]["widget"] if key in known else "json"
+        value = _boolean(value, known.get(key))
         if value is None or value == "":
             text = "null"  # an emptied field: the key's null (weights file, max evals ...), or a required-key error
         elif isinstance(value, str) and widget in ("yaml", "int", "float"):
@@ -135,6 +156,15 @@ def build_config(kind: str, values: dict[str, Any], output_dir: Path) -> Any:
     if spec["path_keys"]:
         kwargs["path_keys"] = spec["path_keys"]
     return load_config(None, overrides, **kwargs)
+
+
+def _boolean(value: Any, field: dict | None) -> Any:
+    """"true"/"false" typed (or sent as text) for a key that takes a boolean: the boolean itself."""
+    if not isinstance(value, str) or field is None:
+        return value
+    takes_bool = field["widget"] == "bool" or any(isinstance(c, bool) for c in field["choices"] or ())
+    word = value.strip().lower()
+    return (word == "true") if takes_bool and word in ("true", "false") else value
 
 
 def config_yaml(cfg: Any, kind: str) -> str:

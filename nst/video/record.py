@@ -29,7 +29,7 @@ import yaml
 from nst.errors import UserError
 from nst.events import CSV_HEADER, Progress, extra_columns
 from nst.images import read_image, save_png
-from nst.outputs import peak_memory_mb, versions, write_atomic
+from nst.outputs import command_line, peak_memory_mb, versions, write_atomic
 from nst.video.io import frame_name
 from nst.weights import WeightsInfo
 
@@ -151,7 +151,7 @@ class VideoRun:
             "status": status,
             "frames_done": self.done,
             "frames_total": self.frames_total,
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "command": command_line(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "wall_seconds_this_session": round(time.time() - self.started, 3),
             "peak_memory_mb": round(peak_memory_mb(), 1),
