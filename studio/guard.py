@@ -20,8 +20,9 @@ Loopback is no boundary against the browser on the same machine: any page it sho
 
 Every response, refusals and errors included, says: never framed (``X-Frame-Options: DENY``, CSP
 ``frame-ancestors 'none'``), never sniffed (``nosniff``), scripts only from ``/static`` (CSP
-``script-src 'self'``: HTML that slipped into the page cannot run), no referrer, not loadable by other
-origins (``Cross-Origin-Resource-Policy``).
+``script-src 'self'``: HTML that slipped into the page cannot run, no inline script or ``on*=`` handler;
+``'unsafe-eval'`` stays because the page never evals text and browser automation — Playwright's
+``wait_for_function`` — does), no referrer, not loadable by other origins (``Cross-Origin-Resource-Policy``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 TOKEN_COOKIE = "studio_token"
 HEADERS = [
     (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    (b"content-security-policy", b"default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
                                  b"img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; "
                                  b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
