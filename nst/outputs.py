@@ -172,6 +172,18 @@ def _release(folder: Path) -> None:
         lock.release()
 
 
+def release_dir(path: Path) -> None:
+    """Give up the lock :func:`prepare_dir` took (the folder's run is over); a no-op if none is held."""
+    _release(Path(path))
+
+
+def free_reserve(path: Path) -> None:
+    """On a full disk: give up the held folder lock's space reserve, so that run.json can still say so."""
+    lock = _HELD.get(Path(path).resolve())
+    if lock:
+        lock.free_reserve()
+
+
 @atexit.register
 def _release_all() -> None:
     for folder in list(_HELD):

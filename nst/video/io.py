@@ -23,6 +23,7 @@ import numpy as np
 from nst.errors import UserError
 from nst.images import read_image, resize, save_png, target_size
 
+MIN_FPS, MAX_FPS = 0.1, 240.0  # frame rates a clip (or video.folder_fps) may have
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_CODECS = {".mp4": ("libx264", "yuv420p"), ".mov": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p")}
 VIDEO_SUFFIXES = (*VIDEO_CODECS, ".gif")
@@ -39,6 +40,7 @@ class Clip:
     source: Path
     source_size: tuple[int, int]  # (width, height) before resizing
     audio: bool  # the source has an audio stream (video files only)
+    note: str = ""  # what the reader noticed (a file that ends before its header says it does)
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -95,16 +97,20 @@ def _read_video(path: Path, size, start, end, max_pixels) -> Clip:
 
     if path.stat().st_size == 0:
         raise UserError(f"input clip is an empty file: {path}")
-    frames, source_size = [], (0, 0)
+    frames, source_size, i = [], (0, 0), -1
     try:
-        with av.open(str(path)) as container:
+        # metadata_errors: a tag that is not UTF-8 (a damaged header) must not stop a clip that decodes
+        with av.open(str(path), metadata_errors="replace") as container:
             if not container.streams.video:
                 raise UserError(f"input clip {path} has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             fps = stream.average_rate or stream.guessed_rate or stream.base_rate
-            if not fps:
-                raise UserError(f"input clip {path}: its frame rate cannot be read")
+            if not fps or not MIN_FPS <= float(fps) <= MAX_FPS:
+                raise UserError(f"input clip {path}: its frame rate {'cannot be read' if not fps else f'{float(fps):g} fps'}"
+                                f" (a damaged header?); a clip must be {MIN_FPS:g}..{MAX_FPS:g} fps")
+            declared = stream.frames or (round(float(container.duration / 1e6) * float(fps))
+                                         if container.duration else 0)
             audio = bool(container.streams.audio)
             for i, frame in enumerate(container.decode(stream)):
                 if end is not None and i >= end:
@@ -116,9 +122,17 @@ def _read_video(path: Path, size, start, end, max_pixels) -> Clip:
                     continue
                 source_size = (frame.width, frame.height)
                 frames.append(_fit(frame.to_ndarray(format="rgb24"), size, f"frame {i} of {path.name}"))
-    except av.FFmpegError as exc:
-        raise UserError(f"input clip {path} could not be decoded (not a video, or corrupt?): {exc}") from None
-    return Clip(frames, Fraction(fps), start, path, source_size, audio)
+    except (av.FFmpegError, UnicodeDecodeError, MemoryError) as exc:
+        # FFmpeg's own words mislead here ("Cannot allocate memory", "End of file", "avcodec_send_packet()")
+        where = f" from frame {i + 1} on" if i >= 0 else ""
+        codec = " (its codec cannot be decoded here)" if "Decoder not found" in str(exc) else ""
+        raise UserError(f"input clip {path} is corrupt or not a video: it cannot be decoded{where}{codec}") from None
+    if not frames and i < 0:
+        raise UserError(f"input clip {path} is corrupt or not a video: it decodes to no frames")
+    got = i + 1 if end is None or i < end else end
+    note = (f"notice: input clip {path.name} ended after {got} frames, its header says {declared}: cut short?"
+            if end is None and declared and got < 0.9 * declared else "")
+    return Clip(frames, Fraction(fps), start, path, source_size, audio, note)
 
 
 def frame_name(index: int) -> str:
@@ -147,37 +161,46 @@ def write_video(frames: Iterable[np.ndarray], path: str | Path, fps, audio_from:
         raise UserError(f"output video {path.name}: unknown kind; use one of {', '.join(VIDEO_SUFFIXES)}")
     tmp = path.with_name(f".{path.stem}.tmp{suffix}")
     try:
-        if suffix == ".gif":
-            if audio_from:
-                log("notice: .gif holds no audio; the clip's sound is left out")
-            _write_gif(frames, tmp, fps)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-            return False
-        codec, pix_fmt = VIDEO_CODECS[suffix]
-        with av.open(str(tmp), "w") as out:
-            stream = None
-            audio = _AudioCopy(out, suffix, *audio_from, log) if audio_from else None
-            for frame in frames:
-                if stream is None:
-                    stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001000))
-                    stream.height, stream.width = frame.shape[:2]
-                    stream.pix_fmt = pix_fmt
-                    if codec == "libx264":
-                        stream.options = {"crf": "18"}
-                    if audio:
-                        audio.start()  # streams must all exist before the first packet
-                vf = av.VideoFrame.from_ndarray(np.clip(np.rint(frame), 0, 255).astype(np.uint8), format="rgb24")
-                out.mux(stream.encode(vf))
-            if stream is None:
-                raise UserError(f"no frames to write into {path}")
-            out.mux(stream.encode(None))
-            wrote_audio = audio.finish() if audio else False
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        return wrote_audio
+        return _encode(frames, path, tmp, suffix, fps, audio_from, log)
+    except (OSError, av.FFmpegError) as exc:  # a full disk, a folder gone: one line, no half-made video
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise UserError(f"cannot write the video {path}: {why}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _encode(frames, path: Path, tmp: Path, suffix: str, fps, audio_from, log) -> bool:
+    import av
+
+    if suffix == ".gif":
+        if audio_from:
+            log("notice: .gif holds no audio; the clip's sound is left out")
+        _write_gif(frames, tmp, fps)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return False
+    codec, pix_fmt = VIDEO_CODECS[suffix]
+    with av.open(str(tmp), "w") as out:
+        stream = None
+        audio = _AudioCopy(out, suffix, *audio_from, log) if audio_from else None
+        for frame in frames:
+            if stream is None:
+                stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001000))
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = pix_fmt
+                if codec == "libx264":
+                    stream.options = {"crf": "18"}
+                if audio:
+                    audio.start()  # streams must all exist before the first packet
+            vf = av.VideoFrame.from_ndarray(np.clip(np.rint(frame), 0, 255).astype(np.uint8), format="rgb24")
+            out.mux(stream.encode(vf))
+        if stream is None:
+            raise UserError(f"no frames to write into {path}")
+        out.mux(stream.encode(None))
+        wrote_audio = audio.finish() if audio else False
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return wrote_audio
 
 
 def _write_gif(frames: Iterable[np.ndarray], path: Path, fps) -> None:
@@ -197,7 +220,7 @@ class _AudioCopy:
     def __init__(self, out, suffix: str, source: Path, t0: float, t1: float, log):
         import av
 
-        self.src = av.open(str(source))
+        self.src = av.open(str(source), metadata_errors="replace")
         if not self.src.streams.audio:
             self.src.close()
             self.src = None
