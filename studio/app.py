@@ -33,6 +33,8 @@ from studio.jobs import Job, Manager
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY_DEPTH = 32  # JSON nesting of a request body: a panel value is a few levels deep at most
+MAX_BODY_BYTES = 1 << 20  # a JSON request body (settings, a map request): a few kB in practice
+MAX_COMPARE = 12  # runs on one compare plot: its legend grows with them
 
 
 def error(message: str, status: int = 400) -> JSONResponse:
@@ -139,8 +141,18 @@ def create_app(folder: str | Path, token: str | None = None, hosts=LOOPBACK_NAME
         return JSONResponse(await run_in_threadpool(automaps.make_map, req, studio.folders))
 
     async def body(request: Request) -> dict:
+        """The request's JSON object: at most MAX_BODY_BYTES (counted as it streams in), MAX_BODY_DEPTH deep."""
+        over = f"request body is over the limit of {MAX_BODY_BYTES // 1024} kB"
+        declared = request.headers.get("content-length") or "0"
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise UserError(over)
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY_BYTES:
+                raise UserError(over)
         try:
-            data = await request.json()
+            data = json.loads(bytes(raw))
         except RecursionError:
             raise UserError(f"request body is nested too deeply (at most {MAX_BODY_DEPTH} levels)") from None
         except ValueError:
@@ -242,9 +254,11 @@ def create_app(folder: str | Path, token: str | None = None, hosts=LOOPBACK_NAME
         """Loss curves of several runs on shared axes (nst.plot's figure)."""
         from nst.plot import plot_runs
 
-        ids = [i for i in request.query_params.get("ids", "").split(",") if i]
+        ids = list(dict.fromkeys(i for i in request.query_params.get("ids", "").split(",") if i))
         if not ids:
             raise UserError("compare needs ids=RUN,RUN")
+        if len(ids) > MAX_COMPARE:
+            raise UserError(f"compare takes at most {MAX_COMPARE} runs, got {len(ids)}")
         folders = [studio.folders.run_dir(i) for i in ids]
         with tempfile.TemporaryDirectory(dir=studio.folders.root) as tmp:
             out = plot_runs(folders, Path(tmp) / "compare.png", log=request.query_params.get("log") == "1")

@@ -398,3 +398,16 @@ def test_command_line_bad_host_and_busy_port_are_one_line(tmp_path):
         busy.listen()
         rc, lines = studio("--port", str(busy.getsockname()[1]))
     assert rc == 2 and lines[-1].startswith("error: ") and "in use" in lines[-1], lines
+
+
+# ---------------------------------------------------------------- hostile cases found while fixing the above
+
+
+def test_request_bodies_and_compares_are_bounded(client, content_path, style_path):
+    huge = json.dumps({"kind": "nst", "values": values(content_path, style_path), "label": "x" * (2 << 20)})
+    one_line_error(client.post("/api/runs", content=huge, headers={"content-type": "application/json"}), 400,
+                   "over the limit")
+    assert run_folders(client) == []
+    folder = _fake_run(client)
+    ids = ",".join([folder.name] * 5 + [f"20240101-000000-{i:03d}" for i in range(100, 113)])
+    one_line_error(client.get("/api/compare.png", params={"ids": ids}), 400, "at most 12")

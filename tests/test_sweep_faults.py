@@ -181,3 +181,24 @@ def test_a_point_with_a_truncated_run_json_recovers_under_rerun_failed(tmp_path,
     assert json.loads(damaged.read_text())["status"] == "finished"
     assert (folders[0] / "damaged_run.json").read_text() == text[: len(text) // 3]
     assert (folders[0] / "result.png").is_file()
+
+
+# ---------------------------------------------------------------- hostile cases found while fixing the above
+
+
+def test_a_point_folder_blocked_by_a_file_fails_alone_and_an_unwritable_table_is_one_line(tmp_path, capsys):
+    from nst.sweep.spec import expand, load_sweep
+
+    path = write_sweep(tmp_path, "points: [{seed: 1}, {seed: 2}]\n")
+    points = expand(load_sweep(path))[1]
+    points[0].folder.parent.mkdir(parents=True)
+    points[0].folder.write_text("a file where the point's folder goes")
+    (tmp_path / "out" / "sweep.csv").mkdir()  # the table's name taken by a folder
+    rc = run_main(main, [str(path), "--local"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: cannot write") and "sweep.csv" in lines[-1], lines
+    assert "#0 seed=1: failed (cannot use the point's folder" in err
+    assert (points[1].folder / "result.png").is_file()  # the other point ran
+    assert points[0].folder.read_text() == "a file where the point's folder goes"

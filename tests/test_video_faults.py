@@ -318,3 +318,38 @@ def test_a_damaged_text_tag_does_not_stop_a_clip(tmp_path, clip, capsys, clean_e
     res = video([CONFIG, "--input", src, *sets("style=/no/such/style.jpg")], capsys)
     clean_error(res, "style")  # got past the clip: the next check speaks
     assert "clip tag.mp4: 3 frames" in res.err
+
+
+# ---------------------------------------------------------------- hostile cases found while fixing the above
+
+
+def _ts(path: Path, w: int, h: int, n: int) -> bytes:
+    with av.open(str(path), "w", format="mpegts") as out:
+        s = out.add_stream("mpeg2video", rate=12)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i in range(n):
+            frame = np.random.default_rng(i).integers(0, 255, (h, w, 3)).astype(np.uint8)
+            out.mux(s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(s.encode(None))
+    return path.read_bytes()
+
+
+def test_a_clip_that_changes_size_midway_is_refused(tmp_path, capsys, clean_error):
+    clip = tmp_path / "joined.ts"  # two recordings back to back: 64x48, then 96x64
+    clip.write_bytes(_ts(tmp_path / "a.ts", 64, 48, 3) + _ts(tmp_path / "b.ts", 96, 64, 3))
+    clean_error(video([CONFIG, "--input", clip, "--output", tmp_path / "o.mp4", *sets()], capsys), "changes size",
+                "96x64")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_clip_too_long_to_hold_is_refused_while_it_is_read(tmp_path, clip, capsys, clean_error, monkeypatch):
+    from nst.video import io
+
+    monkeypatch.setattr(io, "MAX_CLIP_BYTES", 100 * 64 * 40 * 3)  # 100 frames at 64x40, scaled down
+    long = tmp_path / "long"
+    write_frames_folder([clip.frames[i % 4] for i in range(130)], long)
+    clean_error(video([CONFIG, "--input", long, *sets(f"output_dir={tmp_path / 'o'}")], capsys), "video.end_frame",
+                "in memory")
+    res = video([CONFIG, "--input", long, *sets(f"output_dir={tmp_path / 'o'}", "video.end_frame=90",
+                                                 "style=/no/such.jpg")], capsys)
+    clean_error(res, "style")  # a part of the clip is fine: the next check speaks

@@ -78,9 +78,13 @@ def run_point(kind: str, cfg: Any, index: int, key: str, values: dict, control=N
             return run_nst(cfg, weights, progress_every=max(cfg.progress.every, cfg.optimizer.iterations // 5),
                            control=control)
 
-    folder.mkdir(parents=True, exist_ok=True)
-    log = open(folder / "sweep.log", "w", encoding="utf-8") if log_to_file else None
     started = time.time()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        log = open(folder / "sweep.log", "w", encoding="utf-8") if log_to_file else None
+    except OSError as exc:  # the point's folder is a file, or cannot be made: this point fails, the sweep goes on
+        return outcome(index, key, folder, "failed", error=f"cannot use the point's folder {folder}: "
+                       f"{exc.strerror or exc}", host=host, node=node)
     try:
         with contextlib.redirect_stderr(log) if log else contextlib.nullcontext():
             record = execute(weights_for(cfg))

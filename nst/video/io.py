@@ -24,6 +24,7 @@ from nst.errors import UserError
 from nst.images import read_image, resize, save_png, target_size
 
 MIN_FPS, MAX_FPS = 0.1, 240.0  # frame rates a clip (or video.folder_fps) may have
+MAX_CLIP_BYTES = 4 << 30  # the clip's frames are held in memory at the run's size: past this, a part of it
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_CODECS = {".mp4": ("libx264", "yuv420p"), ".mov": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p")}
 VIDEO_SUFFIXES = (*VIDEO_CODECS, ".gif")
@@ -55,6 +56,16 @@ def even_size(shape_hw: tuple[int, int], size) -> tuple[int, int]:
 
 def _natural(name: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _held(frames: list[np.ndarray], name: str) -> None:
+    """Refuse a clip whose frames (at the run's size) would not fit the memory they are held in."""
+    held = sum(f.nbytes for f in frames)
+    if held > MAX_CLIP_BYTES:
+        h, w = frames[0].shape[:2]
+        raise UserError(f"input clip {name}: {len(frames)} frames at {w}x{h} already take {held / 2**30:.1f} GB, "
+                        f"over the {MAX_CLIP_BYTES / 2**30:.0f} GB a clip may hold in memory; stylise a part "
+                        f"(video.start_frame, video.end_frame) or lower image.size")
 
 
 def _fit(frame: np.ndarray, size, what: str) -> np.ndarray:
@@ -89,6 +100,8 @@ def _read_folder(path: Path, size, start, end, folder_fps, max_pixels) -> Clip:
             raise UserError(f"frame {f.name} is {raw.shape[1]}x{raw.shape[0]}, the first frame "
                             f"{source_size[0]}x{source_size[1]}: a clip's frames must share one size")
         frames.append(_fit(raw, size, f"frame {f.name}"))
+        if len(frames) % 64 == 0:
+            _held(frames, path.name)
     return Clip(frames, Fraction(folder_fps).limit_denominator(1001), start, path, source_size or (0, 0), False)
 
 
@@ -120,8 +133,13 @@ def _read_video(path: Path, size, start, end, max_pixels) -> Clip:
                                     f"{max_pixels:,} pixels (image.max_input_pixels)")
                 if i < start:
                     continue
+                if frames and (frame.width, frame.height) != source_size:
+                    raise UserError(f"input clip {path.name} changes size at frame {i} ({frame.width}x{frame.height}"
+                                    f", before {source_size[0]}x{source_size[1]}): a clip's frames must share one size")
                 source_size = (frame.width, frame.height)
                 frames.append(_fit(frame.to_ndarray(format="rgb24"), size, f"frame {i} of {path.name}"))
+                if len(frames) % 64 == 0:
+                    _held(frames, path.name)
     except (av.FFmpegError, UnicodeDecodeError, MemoryError) as exc:
         # FFmpeg's own words mislead here ("Cannot allocate memory", "End of file", "avcodec_send_packet()")
         where = f" from frame {i + 1} on" if i >= 0 else ""
