@@ -79,7 +79,7 @@ def _is_ip(name: str) -> bool:
 
 
 def _refusal(status: int, message: str):
-    body = json.dumps({"error": f"error: {message}"}).encode()
+    body = json.dumps({"error": f"error: {message}"}, separators=(",", ":")).encode()
 
     async def respond(scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": status,

@@ -411,3 +411,34 @@ def test_request_bodies_and_compares_are_bounded(client, content_path, style_pat
     folder = _fake_run(client)
     ids = ",".join([folder.name] * 5 + [f"20240101-000000-{i:03d}" for i in range(100, 113)])
     one_line_error(client.get("/api/compare.png", params={"ids": ids}), 400, "at most 12")
+
+
+def test_the_real_server_answers_to_its_names_only(tmp_path):
+    """``python -m studio`` as started by hand: its own names and --allow-host pass, another Host does not."""
+    import http.client
+
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "--port", "0", "--folder", str(tmp_path / "s"),
+                             "--allow-host", "studio.lan"], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        line = ""
+        while "open http://" not in line:
+            line = proc.stderr.readline()
+            assert line, "the studio ended before it was listening"
+        port = int(line.rsplit(":", 1)[1].strip("/\n"))
+
+        def get(host: str) -> tuple[int, dict]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/api/state", headers={"Host": host})
+            resp = conn.getresponse()
+            body = json.loads(resp.read())
+            conn.close()
+            return resp.status, body
+
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"studio.lan:{port}"):
+            assert get(host)[0] == 200, host
+        status, body = get(f"evil.example:{port}")
+        assert status == 400 and body["error"].startswith("error: refused a request for host")
+    finally:
+        proc.terminate()
+        proc.wait(60)
