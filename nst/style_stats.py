@@ -39,8 +39,9 @@ NEWTON_SCHULZ_ITERATIONS = 25
 
 
 def flatten(features: tf.Tensor) -> tf.Tensor:
-    """(1, h, w, C) or (M, C) -> (M, C)."""
-    return tf.reshape(features, (-1, tf.shape(features)[-1]))
+    """(1, h, w, C) or (M, C) -> (M, C), static shapes kept where known."""
+    c = features.shape[-1]
+    return tf.reshape(features, (-1, c if c is not None else tf.shape(features)[-1]))
 
 
 # ---------------------------------------------------------------- mean and covariance
@@ -122,6 +123,26 @@ def wasserstein_loss(mu: tf.Tensor, cov: tf.Tensor, target_mu: tf.Tensor, target
     w2 = (tf.reduce_sum(tf.square(mu - target_mu)) + tf.linalg.trace(cov) + tf.linalg.trace(target_cov)
           - 2.0 * cross)
     return w2 / tf.cast(tf.shape(cov)[-1], cov.dtype)
+
+
+def wasserstein_loss_positions(f: tf.Tensor, w: tf.Tensor | None, target_mu: tf.Tensor, target_cov: tf.Tensor,
+                               method: str = "eigh", ridge: float | None = None,
+                               iterations: int = NEWTON_SCHULZ_ITERATIONS) -> tf.Tensor:
+    """:func:`wasserstein_loss` of the features ``f`` (M, C) themselves, its root taken on the M x M side.
+
+    With A = diag(w)^1/2 (F - mu) S_t^1/2, S_t^1/2 S S_t^1/2 = A^T A and A A^T = diag(w)^1/2 (F - mu) S_t
+    (F - mu)^T diag(w)^1/2 have the same non-zero eigenvalues: when the layer has fewer positions than
+    channels (small images, deep layers) this roots an M x M matrix instead of a C x C one.
+    """
+    m = tf.shape(f)[0]
+    scale = tf.sqrt(w) if w is not None else tf.fill((m,), tf.math.rsqrt(tf.cast(m, f.dtype)))
+    mu = tf.linalg.matvec(f, scale * scale, transpose_a=True)
+    a = (f - mu) * scale[:, None]  # (M, C)
+    k = tf.matmul(a, tf.matmul(a, target_cov), transpose_b=True)  # (M, M)
+    cross = trace_sqrt(0.5 * (k + tf.transpose(k)), method, ridge, iterations)
+    w2 = tf.reduce_sum(tf.square(mu - target_mu)) + tf.reduce_sum(tf.square(a)) + tf.linalg.trace(target_cov) \
+        - 2.0 * cross
+    return w2 / tf.cast(tf.shape(f)[1], f.dtype)
 
 
 # ---------------------------------------------------------------- 1-D distributions (sorted values)

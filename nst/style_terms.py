@@ -34,7 +34,8 @@ from nst.features import FeatureExtractor
 from nst.patches import best_matches, extract_patches, mrf_loss
 from nst.style_stats import (NEWTON_SCHULZ_ITERATIONS, RIDGE, covariance_loss, flatten, histogram_loss,
                              mean_covariance, quantile_table, random_directions,
-                             sliced_wasserstein_loss, sqrtm_psd, wasserstein_loss)
+                             sliced_wasserstein_loss, sqrtm_psd, wasserstein_loss,
+                             wasserstein_loss_positions)
 
 Styles = list[tuple[np.ndarray, float]]
 Masks = dict[str, np.ndarray]
@@ -226,7 +227,8 @@ class WassersteinTerm(_LayerTerm):
     The (C, C) arithmetic runs in float64 (the W2 sum cancels: float32 would leave ~1e-5 x tr S_s / C of
     rounding). ``root``: how tr (S_s^1/2 S S_s^1/2)^1/2 is taken, ``eigh`` (default: exact, and on CPU ~10x
     faster than 25 Newton-Schulz steps at C = 512) or ``newton_schulz`` (``iterations`` matmul steps, as
-    GPU implementations do); ``ridge`` see :func:`nst.style_stats.trace_sqrt`.
+    GPU implementations do); ``ridge`` see :func:`nst.style_stats.trace_sqrt`. A layer with fewer positions
+    than channels is rooted on its M x M side (:func:`nst.style_stats.wasserstein_loss_positions`).
     """
 
     def __init__(self, layer_weights: dict[str, float], targets: dict[str, Gaussian], weight: float = 1.0,
@@ -247,8 +249,12 @@ class WassersteinTerm(_LayerTerm):
                 _assign(var, getattr(targets[n], k), f"{n}.{k}")
 
     def _layer_loss(self, n, f, w):
-        mu, cov = mean_covariance(f, w)  # float32: the (M, C) work
         t = self.targets[n]
+        if f.shape[0] is not None and f.shape[0] < f.shape[1]:  # fewer positions than channels: root M x M
+            f64 = tf.cast(f, tf.float64)
+            return tf.cast(wasserstein_loss_positions(f64, None if w is None else tf.cast(w, tf.float64), t["mean"],
+                                                      t["cov"], self.root, self.ridge, self.iterations), tf.float32)
+        mu, cov = mean_covariance(f, w)  # float32: the (M, C) work
         loss = wasserstein_loss(tf.cast(mu, tf.float64), tf.cast(cov, tf.float64), t["mean"], t["cov"],
                                 t["cov_sqrt"], self.root, self.ridge, self.iterations)
         return tf.cast(loss, tf.float32)
