@@ -26,9 +26,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="interface (default loopback; others need --token)")
     p.add_argument("--token", help="access token, required with a non-loopback --host ('random' makes one)")
-    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                   help="another name the page may be opened by (a DNS name of this machine, a proxy's); "
-                        "the address of --host, localhost, 127.0.0.1 and [::1] always work")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",
+                   help="another name the page may be opened by (a DNS name of this machine, a proxy's), with "
+                        "PORT when it is not the studio's own (an SSH tunnel: localhost:9000); the address of "
+                        "--host, localhost, 127.0.0.1 and [::1] always work")
     p.add_argument("--folder", default="runs/studio", help="the studio folder: uploads/ and runs/ (default runs/studio)")
     return p.parse_args(argv)
 

@@ -5,8 +5,9 @@ Loopback is no boundary against the browser on the same machine: any page it sho
 127.0.0.1. So, before any route runs:
 
 - ``Host`` must name the server as it listens (its address, ``localhost``/``127.0.0.1``/``[::1]``, names
-  given with ``--allow-host``) with its port: a DNS-rebinding page (evil.example resolved to 127.0.0.1)
-  sends ``Host: evil.example`` and gets 400, never an answer it could read.
+  given with ``--allow-host``) with its port (or the port an ``--allow-host NAME:PORT`` entry gives, for an
+  SSH tunnel or a proxy on another port): a DNS-rebinding page (evil.example resolved to 127.0.0.1) sends
+  ``Host: evil.example`` and gets 400, never an answer it could read.
 - A POST (PUT, PATCH, DELETE) must come from the studio's own page: an ``Origin`` equal to the server's own
   (scheme, host, port) or, without one, ``Sec-Fetch-Site: same-origin``/``none``. Any other value is a
   cross-origin request (CSRF: a form or a ``text/plain`` fetch from another site): 403. A request with
@@ -92,13 +93,19 @@ def _refusal(status: int, message: str):
 class Guard:
     """The ASGI middleware: Host, origin and token checks before the app, security headers after it.
 
-    ``hosts``: the names the server answers to (without port); ``any_ip``: also any IP literal (a server
-    bound to every interface: a DNS-rebinding page can only send a name, never one of our addresses).
+    ``hosts``: the names the server answers to, each ``NAME`` (on the server's own port) or ``NAME:PORT``;
+    ``any_ip``: also any IP literal (a server bound to every interface: a DNS-rebinding page can only send a
+    name, never one of our addresses).
     """
 
     def __init__(self, app, token: str | None = None, hosts=LOOPBACK_NAMES, any_ip: bool = False):
         self.app, self.token, self.any_ip = app, token, any_ip
-        self.hosts = {h.strip().lower().strip("[]") for h in hosts if h and h.strip()}
+        self.hosts: set[tuple[str, int | None]] = set()  # (name, port); None: the server's own port
+        for h in hosts:
+            h = (h or "").strip()
+            parsed = split_host(h if h.startswith("[") or h.count(":") <= 1 else f"[{h}]")  # a bare IPv6 address
+            if parsed:
+                self.hosts.add(parsed)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -136,8 +143,7 @@ class Guard:
         server_port = (scope.get("server") or (None, None))[1]
         scheme = scope.get("scheme", "http")
         default_port = 443 if scheme == "https" else 80
-        if parsed is None or not (parsed[0] in self.hosts or (self.any_ip and _is_ip(parsed[0]))) or \
-                (server_port is not None and (parsed[1] or default_port) != server_port):
+        if parsed is None or not self.known(parsed[0], parsed[1] or default_port, server_port):
             shown = host[:80] or "(none)"
             return _refusal(400, f"refused a request for host {shown!r}: this studio answers only to "
                                  f"{self.describe_hosts(server_port)} (a page that renamed it, as DNS rebinding "
@@ -171,8 +177,15 @@ class Guard:
         return (o.scheme == scheme and (o.hostname or "") == host[0].strip("[]")
                 and port == (host[1] or default_port))
 
+    def known(self, name: str, port: int, server_port: int | None) -> bool:
+        """Whether ``name:port`` is one of the server's names (an IP literal too, with ``any_ip``)."""
+        if (name, port) in self.hosts:
+            return True
+        own_port = server_port is None or port == server_port
+        return own_port and ((name, None) in self.hosts or (self.any_ip and _is_ip(name)))
+
     def describe_hosts(self, port: int | None) -> str:
-        names = sorted(self.hosts, key=lambda h: (h not in LOOPBACK_NAMES, h))
-        shown = [f"[{h}]" if ":" in h else h for h in names]
+        entries = sorted(self.hosts, key=lambda h: (h[0] not in LOOPBACK_NAMES, h[0], h[1] or 0))
+        shown = [(f"[{n}]" if ":" in n else n) + (f":{p or port}" if (p or port) else "") for n, p in entries]
         tail = " or any of its IP addresses" if self.any_ip else ""
-        return ", ".join(f"{h}:{port}" if port else h for h in shown) + tail
+        return ", ".join(shown) + tail

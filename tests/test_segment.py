@@ -282,13 +282,29 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list, tuple[str, ...]]]:
                                ("--preview", "own name")),
         "preview not png": ([save(two, tmp / "two.png"), "--output", tmp / "o.png", "--preview", tmp / "l.jpg"],
                             (".png",)),
+        "output links to the input": ([save(two, tmp / "two.png"), "--output", _link(tmp / "two.png", tmp / "k.png"),
+                                       "--force"], ("--output", "input image")),
+        "output is a folder": ([save(two, tmp / "two.png"), "--output", _folder(tmp / "dir.png"), "--force"],
+                               ("--output", "folder")),
     }
+
+
+def _link(target: Path, link: Path) -> Path:
+    if not link.is_symlink():
+        link.symlink_to(target)
+    return link
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(exist_ok=True)
+    return path
 
 
 BAD_CASES = ["more labels than colours", "too many labels", "one label", "one colour", "tiny", "missing file",
              "not an image", "no output folder", "jpeg output", "existing map", "missing --with",
              "seed too large", "negative seed", "preview exists", "preview is the input", "output is the input",
-             "with-output is an input", "preview is the map", "preview not png"]
+             "with-output is an input", "preview is the map", "preview not png", "output links to the input",
+             "output is a folder"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -297,12 +313,13 @@ def test_cli_bad_input_is_one_error_line(tmp_path, segment_cli, clean_error, cas
     cases = _bad_cases(tmp_path)
     assert sorted(cases) == sorted(BAD_CASES)
     argv, needles = cases[case]
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    files = lambda: {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}  # noqa: E731
+    before = files()
     clean_error(segment_cli(argv), *needles)
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "p.png").exists()
     assert not (tmp_path / "l.jpg").exists()
     # never overwritten without --force, never an input even with it, nothing new
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert files() == before
 
 
 def test_labels_beyond_what_the_pixels_allow_is_refused():

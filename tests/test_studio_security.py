@@ -418,7 +418,7 @@ def test_the_real_server_answers_to_its_names_only(tmp_path):
     import http.client
 
     proc = subprocess.Popen([sys.executable, "-m", "studio", "--port", "0", "--folder", str(tmp_path / "s"),
-                             "--allow-host", "studio.lan"], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                             "--allow-host", "studio.lan", "--allow-host", "localhost:9000"], cwd=REPO, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     try:
         line = ""
@@ -435,10 +435,11 @@ def test_the_real_server_answers_to_its_names_only(tmp_path):
             conn.close()
             return resp.status, body
 
-        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"studio.lan:{port}"):
-            assert get(host)[0] == 200, host
-        status, body = get(f"evil.example:{port}")
-        assert status == 400 and body["error"].startswith("error: refused a request for host")
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"studio.lan:{port}", "localhost:9000"):
+            assert get(host)[0] == 200, host  # the last: what an SSH tunnel from port 9000 sends
+        for host in (f"evil.example:{port}", "127.0.0.1:9000", "studio.lan:9000"):
+            status, body = get(host)
+            assert status == 400 and body["error"].startswith("error: refused a request for host"), host
     finally:
         proc.terminate()
         proc.wait(60)

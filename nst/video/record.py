@@ -93,7 +93,9 @@ class VideoRun:
 
     def _check(self, restart: bool, video: Path | None) -> None:
         old = self._previous(restart)
-        self.video_owned = bool(old) and bool(video) and old.get("video") == str(video)
+        made = old.get("video") if old else None  # the video an earlier run of this folder wrote
+        self.video_owned = bool(video) and isinstance(made, str) and (
+            made == str(video) or Path(made).resolve() == Path(video).resolve())
         foreign = [p.name for p in self._frame_files() if not is_ours(p)]
         if foreign:
             raise UserError(f"{self.frames_dir} holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
