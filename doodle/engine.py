@@ -187,10 +187,12 @@ def region_style_losses(extractor: FeatureExtractor, scene: Scene, recipe: Doodl
 
 
 def paint(scene: Scene, cfg, *, extractors: Extractors, control: Control | None = None,
-          init_file: np.ndarray | None = None, log=None, numerics: Numerics | None = None) -> Result:
+          init_file: np.ndarray | None = None, log=None, numerics: Numerics | None = None,
+          tile_runner=None) -> Result:
     """Paint ``scene.target_masks``' layout in the style of ``scene.style``; returns the engine's Result.
 
     Progress events are numbered over all phases (coarse phases report their own, smaller images).
+    ``tile_runner``: how tiled phases' passes run (:func:`nst.engine.run_plan`; default here, serially).
     """
     recipe = DoodleRecipe.of(cfg, extractors.network, scene.content is not None)
     plan = phase_plan(cfg, scene.size, recipe)
@@ -202,4 +204,4 @@ def paint(scene: Scene, cfg, *, extractors: Extractors, control: Control | None 
     x0 = initial_image(cfg, scene.scaled(plan[0].hw), init_file)
     return run_plan(plan, DoodleTask(scene, recipe), extractors=extractors, x0=x0, opt=cfg.optimizer,
                     control=control or Control(), numerics=numerics or Numerics(cfg.precision, cfg.optimizer.xla),
-                    log=log)
+                    log=log, tile_runner=tile_runner)

@@ -7,8 +7,10 @@ starts from the previous scale's result upsampled (the first from ``x0``). A who
 ``task.whole(...)``'s objective. A tiled scale (a print) is optimised tile by tile, pass by pass, on one
 objective per numeric path built by ``task.tile_objective(...)`` from style targets computed once
 (``task.tile_targets(...)``) and refilled per tile (``task.retarget(...)``), each tile blended into the
-image (:mod:`nst.tiles`). Progress leaves as one :class:`nst.events.Progress` per iteration, numbered over
-the whole plan, to the :class:`nst.events.Control`'s subscribers (which may cancel).
+image (:mod:`nst.tiles`). Tiles run here one after another in raster order; a ``tile_runner``
+(:class:`TileRunner`, e.g. :class:`nst.tile_pool.TilePool` on Ray) replaces that inner loop over a pass's tiles,
+its workers running a :class:`TileSolver` each. Progress leaves as one :class:`nst.events.Progress` per
+iteration, numbered over the whole plan, to the :class:`nst.events.Control`'s subscribers (which may cancel).
 
 The numeric path (precision, XLA) is chosen once per plan, here (:func:`choose_path`, probed on the shape
 the plan spends most time on). When L-BFGS finds no further decrease on a reduced-precision path before its
@@ -103,16 +105,22 @@ class _Objectives:
     """Where each optimisation's objective comes from: whole scales ask the task each time; a tiled scale
     keeps one objective per path, its style targets computed once, its per-tile targets refilled."""
 
-    def __init__(self, task: Task, extractors: Extractors):
+    def __init__(self, task: Task, extractors: Extractors, shared: tuple[int, object] | None = None):
         self.task, self.extractors = task, extractors
-        self._tiled: tuple[int, object, dict] | None = None  # (scale index, shared targets, path -> objective)
+        # (scale index, shared targets, path -> objective); a tile worker starts with the driver's targets
+        self._tiled: tuple[int, object, dict] | None = None if shared is None else (*shared, {})
+
+    def shared(self, index: int, scale: Scale) -> object:
+        """The tiled scale's style targets, computed once (in float32)."""
+        if self._tiled is None or self._tiled[0] != index:
+            self._tiled = (index, self.task.tile_targets(index, scale.hw, scale.tiles, self.extractors("float32")), {})
+        return self._tiled[1]
 
     def get(self, index: int, scale: Scale, box: Box, precision: str) -> Objective:
         extractor = self.extractors(precision)
         if not scale.tiled:
             return self.task.whole(index, scale.hw, extractor)
-        if self._tiled is None or self._tiled[0] != index:
-            self._tiled = (index, self.task.tile_targets(index, scale.hw, scale.tiles, self.extractors("float32")), {})
+        self.shared(index, scale)
         _, shared, built = self._tiled
         if precision not in built:
             built[precision] = self.task.tile_objective(extractor, shared, scale.hw, box, scale.shape)
@@ -212,9 +220,97 @@ def _optimise(run: _Run, objectives: _Objectives, index: int, scale: Scale, box:
     return image, path, None
 
 
+# ---------------------------------------------------------------- tiles run elsewhere (nst.tile_pool)
+
+
+@dataclass
+class TileOutcome:
+    """One tile optimised by a :class:`TileSolver`: what the driver blends and reports."""
+
+    image: np.ndarray  # (th, tw, 3) float32
+    events: list[tuple[str, dict[str, float]]]  # per iteration: (path name, {term: value, "total": value})
+    stall: str | None  # the optimiser's reason when it found no further decrease
+    notes: list[str]  # float32 fallbacks, for run.json
+    seconds: float = 0.0  # wall time of the tile where it ran (objective built on the first tile included)
+
+
+class TileSolver:
+    """The tiles of one tiled scale optimised one at a time away from :func:`run_plan` (a worker's part).
+
+    Built from the task and the scale's shared style targets computed by the driver; its objective is
+    built at the first tile and refilled per tile (as the serial loop's), each tile run by the same
+    :func:`_optimise` (float32 finish of a stalled reduced-precision tile included)."""
+
+    def __init__(self, task: Task, extractors: Extractors, index: int, scale: Scale, shared: object,
+                 opt: OptimizerConfig):
+        self.index, self.scale, self.opt = index, scale, opt
+        self.objectives = _Objectives(task, extractors, (index, shared))
+
+    def solve(self, box: Box, start: np.ndarray, path: Path_) -> TileOutcome:
+        events: list[tuple[str, dict[str, float]]] = []
+
+        def keep(ev: Progress) -> None:
+            events.append((ev.precision, {**ev.terms, "total": ev.total}))
+
+        run = _Run(Control([keep]), [self.scale], self.scale.iterations)
+        out, _, stall = _optimise(run, self.objectives, self.index, self.scale, box,
+                                  np.ascontiguousarray(start, np.float32), self.opt, path, lambda _s: None)
+        return TileOutcome(out, events, stall, run.notes, time.perf_counter() - run.start)
+
+
+@dataclass
+class PassWork:
+    """One pass of a tiled scale handed to a :class:`TileRunner`: the canvas to blend into (in place), what a
+    worker needs to build a :class:`TileSolver`, and :meth:`report` for the progress of each finished tile."""
+
+    run: _Run
+    task: Task
+    extractors: Extractors  # the run's (a worker builds its own alike: network, pooling, layers)
+    shared: object
+    index: int
+    scale: Scale
+    pass_index: int
+    canvas: np.ndarray  # (H, W, 3) float32, blended in place
+    opt: OptimizerConfig
+    path: Path_  # every tile starts on the plan's chosen path
+    log: Log
+
+    def check(self) -> None:
+        self.run.control.check()
+
+    def report(self, tile: int, tiles: int, outcome: TileOutcome) -> None:
+        """Emit a finished (and blended) tile's iterations as progress, numbered over the run."""
+        self.run.notes.extend(outcome.notes)
+        for note in outcome.notes:
+            self.log(f"notice: {note}")
+        info = {"tile": tile, "tiles": tiles, "tile_pass": self.pass_index + 1}
+        for name, terms in outcome.events:
+            self.run.reporter(self.index, path_of(name), self.canvas, info)(dict(terms), self.canvas)
+
+
+def path_of(name: str) -> Path_:
+    """``bfloat16+xla`` -> Path_("bfloat16", True): a path sent by name (to a worker, in an event)."""
+    precision, _, xla = name.partition("+")
+    return Path_(precision, bool(xla))
+
+
+class TileRunner(Protocol):
+    """Runs one pass of a tiled scale: every tile optimised from the canvas and blended into it (nst.tile_pool)."""
+
+    def run_pass(self, work: PassWork) -> int:
+        """Optimise and blend every tile of ``work``'s pass; returns how many tiles stopped early."""
+
+    def describe(self) -> str:
+        """For run.json: where the tiles ran."""
+
+
 def run_plan(plan: list[Scale], task: Task, *, extractors: Extractors, x0: np.ndarray, opt: OptimizerConfig,
-             control: Control, numerics: Numerics = Numerics(), log: Log | None = None) -> Result:
-    """Optimise through ``plan`` from ``x0`` (at the first scale's size); returns the final image and a record."""
+             control: Control, numerics: Numerics = Numerics(), log: Log | None = None,
+             tile_runner: TileRunner | None = None) -> Result:
+    """Optimise through ``plan`` from ``x0`` (at the first scale's size); returns the final image and a record.
+
+    ``tile_runner`` (e.g. :class:`nst.tile_pool.TilePool`) runs each pass of a tiled scale in its own way
+    (tiles in parallel); without one the pass's tiles run here one after another, in raster order."""
     log = log or (lambda _s: None)
     objectives = _Objectives(task, extractors)
     probed = numerics.choice is None
@@ -242,6 +338,11 @@ def run_plan(plan: list[Scale], task: Task, *, extractors: Extractors, x0: np.nd
             f"pass(es), {scale.iterations} iterations each; style targets of the whole image computed once")
         stalled = 0
         for p, boxes in enumerate(grids):
+            if tile_runner is not None:
+                work = PassWork(run, task, extractors, objectives.shared(index, scale), index, scale, p, image, opt,
+                                chosen, log)
+                stalled += tile_runner.run_pass(work)
+                continue
             for i, box in enumerate(boxes):
                 control.check()
                 tile = {"tile": i + 1, "tiles": len(boxes), "tile_pass": p + 1}
@@ -254,7 +355,7 @@ def run_plan(plan: list[Scale], task: Task, *, extractors: Extractors, x0: np.nd
             stalls.append(f"scale {index + 1}: {stalled} tile run(s) stopped early (no further decrease)")
         scales.append({**record, "done": run.done - done_before, "precision": choice.name,
                        "tiles": [len(g) for g in grids], "tile": [shape[1], shape[0]], "overlap": t.overlap,
-                       "passes": t.passes})
+                       "passes": t.passes, **({"tile_runner": tile_runner.describe()} if tile_runner else {})})
     stop = "iterations done" if not stalls else (f"stopped early after {run.done} of {run.total} iterations "
                                                  f"({'; '.join(stalls)})")
     info = {"precision": choice.record(), "precision_fallbacks": run.notes, "scales": scales}

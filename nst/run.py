@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from nst.cli import quiet_tensorflow_import, run_main, say
+from nst.cluster import Where, add_flags, where_from_args
 from nst.config import PATH_KEYS, NSTConfig, defaults_yaml, load_config, to_dict
 from nst.errors import UserError
 from nst.events import Control
@@ -28,6 +29,7 @@ def parse_args(argv: list[str], prog: str = "python -m nst.run", what: str = "st
     p.add_argument("--output", metavar="DIR", help="output folder (overrides output_dir)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--defaults", action="store_true", help="print every key with its default and exit")
+    add_flags(p)
     return p.parse_args(argv)
 
 
@@ -37,12 +39,13 @@ def overrides(args: argparse.Namespace) -> list[str]:
 
 
 def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = None,
-            control: Control | None = None) -> dict:
+            control: Control | None = None, where: Where | None = None) -> dict:
     """One run from a validated config into its output folder; returns run.json's record.
 
     ``loaded_weights`` = (weights, WeightsInfo) lets a caller running many configs (figure scripts, sweeps)
     load the network once. ``control`` adds the caller's subscribers and lets it cancel (studio, sweeps);
-    a cancelled run returns its record with status ``cancelled``.
+    a cancelled run returns its record with status ``cancelled``. ``where`` (:mod:`nst.cluster`): with Ray,
+    the tiles of a print's tiled scales run in parallel (:mod:`nst.tile_pool`); otherwise one after another.
     """
     late = [s for s in cfg.snapshots if s > cfg.optimizer.iterations]
     if late:
@@ -53,11 +56,13 @@ def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = No
         from nst.engine import Numerics
         from nst.plan import describe
         from nst.recipe import TransferRecipe
+        from nst.tile_pool import pool_for
         from nst.transfer import make_extractors, scale_plan, stylize
 
     weights, info = network(cfg, loaded_weights)
     recipe = TransferRecipe.of(cfg, info.network)  # unknown layers fail here, before the output folder is touched
     plan = scale_plan(cfg, content.shape[:2])
+    runner = pool_for(where, plan, info, say)  # Ray reached (or a one-line error) before the folder is touched
 
     def headline(out: Path) -> str:
         return f"content {Path(cfg.content).name}: {content.shape[1]}x{content.shape[0]}; scales {describe(plan)}; " \
@@ -65,9 +70,15 @@ def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = No
 
     def work(control: Control, _recorder):
         return stylize(content, styles, cfg, extractors=make_extractors(recipe, weights), control=control,
-                       init_file=init, log=say, numerics=Numerics(cfg.precision, cfg.optimizer.xla, cache_dir()))
+                       init_file=init, log=say, numerics=Numerics(cfg.precision, cfg.optimizer.xla, cache_dir()),
+                       tile_runner=runner)
 
-    return recorded_run(cfg, info, plan, headline=headline, work=work, control=control, progress_every=progress_every)
+    try:
+        return recorded_run(cfg, info, plan, headline=headline, work=work, control=control,
+                            progress_every=progress_every)
+    finally:
+        if runner is not None:
+            runner.close()
 
 
 def config_from_args(args: argparse.Namespace, usage: str, defaults, load):
@@ -90,10 +101,11 @@ def config_from_args(args: argparse.Namespace, usage: str, defaults, load):
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    where = where_from_args(args)
     cfg = config_from_args(args, "python -m nst.run CONFIG [--set key=value ...] [--output DIR]",
                            lambda: defaults_yaml(NSTConfig), lambda: load_config(args.config, overrides(args)))
     if cfg is not None:
-        execute(cfg)
+        execute(cfg, where=where)
     return 0
 
 

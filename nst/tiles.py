@@ -12,7 +12,9 @@ A scale with more pixels than ``tiles.max_pixels`` is not optimised whole (:mod:
   tiles before it by a raised-cosine ramp (:func:`window`): each pixel ends up a convex combination
   of tile results (weights sum to 1);
 * the grid is passed over ``tiles.passes`` times, every other pass shifted by half a stride, so no
-  seam stays where a previous pass left it.
+  seam stays where a previous pass left it;
+* to run a pass's tiles in parallel (:mod:`nst.tile_pool`), :func:`colour_phases` splits it into phases
+  of tiles that do not overlap, each tile ramping on the sides facing tiles of earlier phases.
 
 Memory is bounded by the tile size: only the image, its content and its style at the final size
 (numpy arrays) scale with the print. :func:`seam_ratio` measures what is left of the seams. This
@@ -69,25 +71,79 @@ def ramp(n: int, overlap: int) -> np.ndarray:
     return r
 
 
-def window(box: Box, shape: tuple[int, int], overlap: int) -> np.ndarray:
-    """(th, tw) blend weight of a tile: ramps on the sides facing tiles done before it (left, top).
+Sides = tuple[bool, bool, bool, bool]  # ramp on the (top, bottom, left, right) side of a tile
 
-    Tiles go in raster order, so the tiles left of and above a tile are already in the image; the
-    tile takes ``w`` and the image keeps ``1 - w``. At the image's edges and on its right and bottom
-    sides (done later by others, who ramp over it) a tile's weight is 1.
+
+def window(box: Box, shape: tuple[int, int], overlap: int, sides: Sides | None = None) -> np.ndarray:
+    """(th, tw) blend weight of a tile: ramps on the sides facing tiles already in the image.
+
+    ``sides`` = (top, bottom, left, right): which sides ramp (from ~0 at that edge to 1 ``overlap`` px in).
+    By default, raster order's: the tiles left of and above a tile are already in the image, so it ramps
+    on its left and top sides (inside the image); the tile takes ``w`` and the image keeps ``1 - w``. A
+    side facing a tile done later (or the image's edge) keeps weight 1: the later tile ramps over it.
+    A parallel pass (:func:`colour_sides`) ramps on whichever sides face tiles of earlier colours.
     """
     (y0, x0), (th, tw) = box, shape
-    wy = ramp(th, overlap) if y0 > 0 else np.ones(th, np.float32)
-    wx = ramp(tw, overlap) if x0 > 0 else np.ones(tw, np.float32)
-    return wy[:, None] * wx[None, :]
+    top, bottom, left, right = sides if sides is not None else (y0 > 0, False, x0 > 0, False)
+    return _axis(th, overlap, top, bottom)[:, None] * _axis(tw, overlap, left, right)[None, :]
 
 
-def blend(canvas: np.ndarray, tile: np.ndarray, box: Box, overlap: int) -> None:
+def _axis(n: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    w = ramp(n, overlap) if first else np.ones(n, np.float32)
+    return w * ramp(n, overlap)[::-1] if last else w
+
+
+def blend(canvas: np.ndarray, tile: np.ndarray, box: Box, overlap: int, sides: Sides | None = None) -> None:
     """Blend ``tile`` (th, tw, C) into ``canvas`` at ``box`` in place (w * tile + (1 - w) * canvas)."""
     th, tw = tile.shape[:2]
     region = canvas[box[0]:box[0] + th, box[1]:box[1] + tw]
-    w = window(box, (th, tw), overlap)[..., None]
+    w = window(box, (th, tw), overlap, sides)[..., None]
     region += w * (tile - region)
+
+
+# ---------------------------------------------------------------- colours: tiles of one pass run in parallel
+
+
+def axis_colours(origins: list[int], tile: int) -> list[int]:
+    """Colour sorted 1-D tile starts so that tiles of one colour never overlap (greedy: the fewest colours).
+
+    Inner tiles are a stride apart, so two colours (parity) usually do; but the end tiles sit closer (the
+    last tile ends at the image's edge, an odd pass's second starts half a stride in), and where three
+    tiles share a pixel a third colour is needed: parity alone would let overlapping tiles run together.
+    """
+    colours: list[int] = []
+    for i, s in enumerate(origins):
+        taken = {colours[j] for j in range(i) if origins[j] + tile > s}
+        colours.append(next(c for c in range(len(origins)) if c not in taken))
+    return colours
+
+
+def colour_phases(hw: tuple[int, int], tiles: TilesConfig, pass_index: int) -> list[list[tuple[int, Box, Sides]]]:
+    """One pass's tiles as phases of mutually non-overlapping tiles, run one phase after another.
+
+    Each entry is (index in :func:`grid`'s raster order, box, sides to ramp). A tile's colour is the pair
+    (row colour, column colour), phases in lexicographic order; a tile ramps on a side when the adjacent
+    tile on that side (same column above/below, same row left/right) is of an earlier phase. A diagonal
+    neighbour of an earlier phase implies the one above or below is too, so its corner lies in a ramp.
+    """
+    th, tw = tile_shape(hw, tiles)
+    boxes = grid(hw, tiles, pass_index)
+    ys, xs = sorted({y for y, _ in boxes}), sorted({x for _, x in boxes})
+    cy, cx = axis_colours(ys, th), axis_colours(xs, tw)
+    nx = max(cx) + 1
+    row, col = {y: i for i, y in enumerate(ys)}, {x: j for j, x in enumerate(xs)}
+
+    def colour(i: int, j: int) -> int:
+        return cy[i] * nx + cx[j]
+
+    phases: dict[int, list] = {}
+    for k, (y, x) in enumerate(boxes):
+        i, j = row[y], col[x]
+        c = colour(i, j)
+        sides = (i > 0 and colour(i - 1, j) < c, i + 1 < len(ys) and colour(i + 1, j) < c,
+                 j > 0 and colour(i, j - 1) < c, j + 1 < len(xs) and colour(i, j + 1) < c)
+        phases.setdefault(c, []).append((k, (y, x), sides))
+    return [phases[c] for c in sorted(phases)]
 
 
 # ---------------------------------------------------------------- the seam check

@@ -165,11 +165,12 @@ class TransferTask:
 
 def stylize(content: np.ndarray, styles: Styles, cfg, *, extractors: Extractors, control: Control | None = None,
             init_file: np.ndarray | None = None, log=None, numerics: Numerics | None = None,
-            targets: Targets | None = None) -> Result:
+            targets: Targets | None = None, tile_runner=None) -> Result:
     """Paint ``content`` (H, W, 3, 0..255) in the blended style of ``styles`` [(image, weight)].
 
     ``numerics`` says how the numeric path is chosen (default: the config's ``precision`` and
-    ``optimizer.xla``, nothing cached); ``targets``: see :class:`TransferTask`. Returns the engine's
+    ``optimizer.xla``, nothing cached); ``targets``: see :class:`TransferTask`; ``tile_runner``: how tiled
+    scales' passes run (:func:`nst.engine.run_plan`; default here, one tile after another). Returns the engine's
     :class:`nst.engine.Result` (final image, stop reason, iterations, precision record).
     """
     recipe = TransferRecipe.of(cfg, extractors.network)
@@ -183,7 +184,7 @@ def stylize(content: np.ndarray, styles: Styles, cfg, *, extractors: Extractors,
                                            else resize(init_file, (first[1], first[0]), "init image"))
     numerics = numerics or Numerics(cfg.precision, cfg.optimizer.xla)
     result = run_plan(plan, task, extractors=extractors, x0=initial_image(cfg, c0, init), opt=cfg.optimizer,
-                      control=control or Control(), numerics=numerics, log=log)
+                      control=control or Control(), numerics=numerics, log=log, tile_runner=tile_runner)
     if cfg.color.preserve == "luminance":
         result.image = luminance_transfer(result.image, content)
     return result
