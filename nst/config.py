@@ -145,8 +145,12 @@ class OptimizerConfig:
     max_evals_per_round: Union[int, None] = None  # lbfgs maxfun per round; None = 2 * iterations per round
     bounds: bool = True  # keep pixels in [0, 255] (lbfgs: box bounds; adam: clip)
     xla: Union[bool, str] = "auto"  # XLA-compile the loss+gradient step: true | false | auto (probed, docs/SPEED.md)
+    history: int = 10  # lbfgs: correction pairs kept (scipy's m); more = a better curvature model (docs/SPEED.md)
+    parameterization: str = "pixels"  # what the optimiser moves: pixels | laplacian | decorrelated | laplacian_decorrelated
+    pyramid_levels: int = 4  # laplacian: levels, the finest at full size, each half the one before
 
-    CHOICES: ClassVar[dict] = {"method": ("lbfgs", "adam"), "xla": (True, False, "auto")}
+    CHOICES: ClassVar[dict] = {"method": ("lbfgs", "adam"), "xla": (True, False, "auto"),
+                               "parameterization": ("pixels", "laplacian", "decorrelated", "laplacian_decorrelated")}
 
     def check(self, key: str) -> None:
         if self.iterations < 1:
@@ -159,6 +163,11 @@ class OptimizerConfig:
         if self.max_evals_per_round is not None and self.max_evals_per_round < 1:
             raise UserError(f"config key '{key}max_evals_per_round' must be at least 1, "
                             f"got {shown(self.max_evals_per_round)}")
+        if self.history < 1:
+            raise UserError(f"config key '{key}history' must be at least 1 (L-BFGS correction pairs), "
+                            f"got {shown(self.history)}")
+        if not 1 <= self.pyramid_levels <= 8:
+            raise UserError(f"config key '{key}pyramid_levels' must be in 1..8, got {shown(self.pyramid_levels)}")
 
 
 @dataclass(frozen=True)
