@@ -28,6 +28,7 @@ tune. ``bounds: false`` gives the unclipped ``P z`` (the result is clipped when 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable
 
 import numpy as np
@@ -45,15 +46,19 @@ NAMES = ("pixels", "laplacian", "decorrelated", "laplacian_decorrelated")
 
 
 class Counter:
-    """Counts loss+gradient evaluations (the benchmark's load-independent cost) without touching their values."""
+    """Counts loss+gradient evaluations (the benchmark's load-independent cost) and the seconds spent in them
+    (the rest of an iteration is the optimiser's own work), without touching their values."""
 
     def __init__(self):
-        self.n = 0
+        self.n, self.seconds = 0, 0.0
 
     def count(self, step: Step) -> Step:
         def counted(x):
             self.n += 1
-            return step(x)
+            start = time.perf_counter()
+            out = step(x)
+            self.seconds += time.perf_counter() - start
+            return out
 
         return counted
 
@@ -90,6 +95,9 @@ class Linear:
 
     def __init__(self, hw: tuple[int, int], levels: int = 1, colour: bool = False, bounded: bool = True):
         self.shapes = level_shapes(hw, levels)
+        import os  # EXPLORATION ONLY (remove): per-level gain of the coefficients
+        g = float(os.environ.get("NST_PYRAMID_GAIN", "1"))
+        self.gains = [g ** k for k in range(levels)]
         self.sizes = [h * w * 3 for h, w in self.shapes]
         self.colour = tf.constant(COLOUR) if colour else None
         self.bounded = bounded
@@ -106,7 +114,7 @@ class Linear:
 
     def synthesize(self, z: tf.Tensor) -> tf.Tensor:
         """z (n,) -> P z as (1, H, W, 3), unclipped: coarsest level up, add the next finer, ..., then colour."""
-        levels = self._levels(tf.cast(z, tf.float32))
+        levels = [c * lev for c, lev in zip(self.gains, self._levels(tf.cast(z, tf.float32)))]
         x = levels[-1]
         for level, (h, w) in zip(reversed(levels[:-1]), reversed(self.shapes[:-1])):
             x = level + tf.image.resize(x, (h, w), method="bilinear")
@@ -125,7 +133,7 @@ class Linear:
             gauss.append(tf.image.resize(gauss[-1], (h, w), method="area"))
         coeffs = [g - tf.image.resize(coarser, g.shape[1:3], method="bilinear")
                   for g, coarser in zip(gauss[:-1], gauss[1:])] + [gauss[-1]]
-        return np.concatenate([c.numpy().ravel() for c in coeffs]).astype(np.float32)
+        return np.concatenate([c.numpy().ravel() / g for c, g in zip(coeffs, self.gains)]).astype(np.float32)
 
     def decode(self, params: np.ndarray) -> np.ndarray:
         """z -> the (H, W, 3) float32 image the objective sees (clipped to 0..255 when bounded)."""
