@@ -33,7 +33,8 @@ import tensorflow as tf
 
 # Relative ridge of the matrix root in W2 (x the mean eigenvalue), per method (see :func:`trace_sqrt`): for
 # eigh it only bounds sqrt's slope at ~0 eigenvalues; Newton-Schulz needs more, to converge in its iterations
-# (at 1e-5 and 25 iterations, tr A^1/2 of VGG16 covariances at 256 px is within 5e-5 of the eigh value).
+# (VGG16 at 256 px, float32: after 25 iterations within 5e-5 of the exact root trace of the ridged matrix, but
+# the ridge itself moves W2: -64 at the style image itself against 3.2e4 at the start image, with eigh ~0).
 RIDGE = {"eigh": 1e-12, "newton_schulz": 1e-5}
 NEWTON_SCHULZ_ITERATIONS = 25
 
