@@ -6,7 +6,8 @@ The objective is configs/oil_landscape.yaml's at ``--size`` on the real VGG16 (f
 no XLA): content conv4_2 plus one style term over conv1_1..conv5_1 at 0.2 each (mrf: conv3_1 and conv4_1 at
 0.5, Li & Wand's layers, candidate patches 3x3 at stride 2); ``gram+histogram`` is Risser et al.'s pair;
 ``wasserstein/newton_schulz`` takes W2's matrix root by 25 Newton-Schulz steps instead of eigh.
-One row per form: the median and the spread of ``--evals`` timed evaluations after a warm-up (tracing), the
+One row per form: the median and the spread of ``--evals`` timed evaluations after a warm-up (tracing; the
+forms take turns, one evaluation each, so a change in the machine's load falls on all of them alike), the
 style term's value (unit weight) at the run's start image and at the style image itself (the form's floor:
 0 in exact arithmetic), and the start value over Gram's, a first guess at the style weight that makes a form
 pull as hard as Gram at the start. For the forms with rounds, also the seconds of one round's hook
@@ -66,6 +67,7 @@ def main() -> None:
     from nst.config import load_config
     from nst.inputs import load_inputs
     from nst.objective import Objective
+    from nst.style_terms import MRFTerm
     from nst.terms import ContentTerm, content_targets
     from nst.transfer import initial_image, layer_weights, make_extractor
     from nst.weights import load_weights
@@ -77,14 +79,15 @@ def main() -> None:
     extractor = make_extractor(cfg, weights, info.network, "float32")
     content_w, style_w = layer_weights(cfg, info.network)
     x0 = initial_image(cfg, content)
+    image = tf.constant(x0[None])
     print(f"machine: {machine()}")
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{info.network}, content {content.shape[1]}x{content.shape[0]}, style {styles[0][0].shape[1]}x"
           f"{styles[0][0].shape[0]}, {args.evals} timed evaluations per form after a warm-up")
     print(f"{'form':>25} {'s/eval median':>13} {'min-max':>13} {'style at start':>14} {'at style':>10} "
           f"{'start/gram':>10}  note")
-    gram_start = None
-    for form in args.forms:
+    built = {}
+    for form in args.forms:  # build, warm up (trace) and score every form first ...
         terms = style_terms(form, extractor, styles, style_w)
         content_term = ContentTerm(content_w, content_targets(extractor, content, list(content_w)),
                                    cfg.loss.content_weight)
@@ -96,29 +99,29 @@ def main() -> None:
             objective.on_round(x0)
             what = "patch matching" if form == "mrf" else "redrawing directions"
             note = f"{what} {time.perf_counter() - start:.2f} s per round"
-        step = objective.step()
-        image = tf.constant(x0[None])
-        values, grad = step(image)  # warm-up: tracing
-        grad.numpy()
-        times = []
-        for _ in range(args.evals):
+        values, grad = objective.step()(image)
+        finite = bool(np.isfinite(grad.numpy()).all())
+        at_start = sum(float(values[n]) for n in terms)
+        style_img = styles[0][0]
+        feats = extractor(style_img[None])
+        mrf = [t for t in terms.values() if isinstance(t, MRFTerm)]
+        for term in mrf:  # the style image against its own candidate patches
+            term.on_round(style_img)
+        at_style = sum(float(t(feats, None)) for t in terms.values())
+        for term in mrf:  # back to the start image's matches for the timing
+            term.on_round(x0)
+        built[form] = (objective.step(), at_start, at_style, note, finite, [])
+    for _ in range(args.evals):  # ... then time them in turns, so that a change of load hits every form alike
+        for form, (step, *_, times) in built.items():
             start = time.perf_counter()
-            values, grad = step(image)
+            _, grad = step(image)
             grad.numpy()
             times.append(time.perf_counter() - start)
-        style_names = [n for n in terms]
-        at_start = sum(float(values[n]) for n in style_names)
-        style_img = styles[0][0]
-        if objective.has_rounds:
-            objective.on_round(style_img)
-        feats = extractor(style_img[None])
-        at_style = sum(float(t(feats, None)) for t in terms.values())
-        gram_start = at_start if form == "gram" else gram_start
+    gram_start = built["gram"][1] if "gram" in built else None
+    for form, (_, at_start, at_style, note, finite, times) in built.items():
         ratio = f"{at_start / gram_start:.3g}" if gram_start else "-"
         print(f"{form:>25} {statistics.median(times):>13.3f} {min(times):>6.3f}-{max(times):<6.3f} "
-              f"{at_start:>14.4g} {at_style:>10.3g} {ratio:>10}  {note}", flush=True)
-        if not np.isfinite(grad.numpy()).all():
-            print(f"{form:>25} warning: non-finite gradient")
+              f"{at_start:>14.4g} {at_style:>10.3g} {ratio:>10}  {note}{'' if finite else ' NON-FINITE GRADIENT'}")
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

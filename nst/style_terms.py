@@ -225,8 +225,8 @@ class WassersteinTerm(_LayerTerm):
     """weight * sum_l w_l W2^2((mu, S), (mu_s, S_s)) / C between the Gaussians of image and style features.
 
     The (C, C) arithmetic runs in float64 (the W2 sum cancels: float32 would leave ~1e-5 x tr S_s / C of
-    rounding). ``root``: how tr (S_s^1/2 S S_s^1/2)^1/2 is taken, ``eigh`` (default: exact, and on CPU ~10x
-    faster than 25 Newton-Schulz steps at C = 512) or ``newton_schulz`` (``iterations`` matmul steps, as
+    rounding). ``root``: how tr (S_s^1/2 S S_s^1/2)^1/2 is taken, ``eigh`` (default: exact, and on CPU several
+    times faster than 25 Newton-Schulz steps at C = 512, experiments/bench_style_forms.py) or ``newton_schulz`` (``iterations`` matmul steps, as
     GPU implementations do); ``ridge`` see :func:`nst.style_stats.trace_sqrt`. A layer with fewer positions
     than channels is rooted on its M x M side (:func:`nst.style_stats.wasserstein_loss_positions`).
     """

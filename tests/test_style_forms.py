@@ -334,6 +334,21 @@ def test_histogram_loss_matches_oracle(weighted):
     assert ss.histogram_loss(t64(s[::-1]), table).numpy() == pytest.approx(0, abs=1e-28)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_histogram_loss_is_the_distance_to_the_stopped_remapped_target(weighted):
+    """Risser's form, ||F - stop_gradient(remap(F))||^2 (weighted, / C), in value and in gradient."""
+    f, s = t64(rand((12, 3), 35)), rand((8, 3), 36, 2.0)
+    w = t64(simplex(12, 37)) if weighted else t64(np.full(12, 1 / 12))
+    table = ss.quantile_table(t64(s))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(f)
+        ours = ss.histogram_loss(f, table, w if weighted else None)
+        target = tf.stop_gradient(ss.histogram_remap(f, table, w if weighted else None))
+        risser = tf.reduce_sum(w[:, None] * tf.square(f - target)) / 3
+    np.testing.assert_allclose(ours.numpy(), risser.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(tape.gradient(ours, f).numpy(), tape.gradient(risser, f).numpy(), rtol=1e-10)
+
+
 # ---------------------------------------------------------------- gradients vs central differences (float64)
 
 
