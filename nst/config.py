@@ -79,6 +79,9 @@ class OptimizerConfig:
     max_evals_per_round: Union[int, None] = None  # lbfgs maxfun per round; None = 2 * iterations per round
     bounds: bool = True  # keep pixels in [0, 255] (lbfgs: box bounds; adam: clip)
     xla: Union[bool, str] = "auto"  # XLA-compile the loss+gradient step: true | false | auto (probed, README "Speed")
+    history: int = 10  # lbfgs: correction pairs kept (scipy's m); more = a better curvature model (README "Speed")
+    parameterization: str = "pixels"  # what the optimiser moves: pixels | laplacian | decorrelated | laplacian_decorrelated
+    pyramid_levels: int = 4  # laplacian: levels, the finest at full size, each half the one before
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ CHOICES = {
     "model.pooling": ("avg", "max"),
     "init.method": ("noise", "content", "random", "file"),
     "optimizer.method": ("lbfgs", "adam"),
+    "optimizer.parameterization": ("pixels", "laplacian", "decorrelated", "laplacian_decorrelated"),
     "color.preserve": ("none", "luminance", "histogram"),
     "loss.content_form": ("paper", "original"),
 }
@@ -433,6 +437,10 @@ def check_common(cfg: Any) -> None:
         raise UserError(f"config key 'optimizer.rounds' must be in 1..iterations ({opt.iterations}), got {shown(opt.rounds)}")
     if opt.max_evals_per_round is not None and opt.max_evals_per_round < 1:
         raise UserError(f"config key 'optimizer.max_evals_per_round' must be at least 1, got {shown(opt.max_evals_per_round)}")
+    if opt.history < 1:
+        raise UserError(f"config key 'optimizer.history' must be at least 1 (L-BFGS correction pairs), got {shown(opt.history)}")
+    if not 1 <= opt.pyramid_levels <= 8:
+        raise UserError(f"config key 'optimizer.pyramid_levels' must be in 1..8, got {shown(opt.pyramid_levels)}")
     if not 0.0 <= cfg.init.noise_ratio <= 1.0:
         raise UserError(f"config key 'init.noise_ratio' must be in [0, 1], got {cfg.init.noise_ratio}")
     if cfg.init.method == "file" and not cfg.init.path:

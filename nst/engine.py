@@ -28,6 +28,7 @@ from nst.events import Control, Progress
 from nst.features import FeatureExtractor
 from nst.objective import Objective
 from nst.optimize import OPTIMIZERS
+from nst.parameterize import Counter, make as make_parameterization
 from nst.precision import Choice, Path_, choose, time_step
 from nst.weights import Weights
 
@@ -124,7 +125,7 @@ def run_plan(plan: list[Scale], build: Build, extractors: Extractors, x0: np.nda
     path = Path_(choice.precision, choice.xla)
     run_optimizer = OPTIMIZERS[opt.method]
     total_its = sum(s.iterations for s in plan)
-    start, done, image = time.perf_counter(), 0, x0
+    start, done, image, evals = time.perf_counter(), 0, x0, Counter()
     notes, scales, stalls = [], [], []
     for index, scale in enumerate(plan):
         control.check()
@@ -132,19 +133,22 @@ def run_plan(plan: list[Scale], build: Build, extractors: Extractors, x0: np.nda
         left, record = scale.iterations, {"width": scale.hw[1], "height": scale.hw[0], "iterations": scale.iterations}
         while left > 0:
             objective = build(index, scale.hw, extractors(path.precision))
+            # what the optimiser moves (optimizer.parameterization); pixels: the image itself, as ever
+            param = make_parameterization(opt.parameterization, scale.hw, opt.pyramid_levels, opt.bounds)
 
-            def report(terms: dict, img: np.ndarray, _path=path) -> None:
+            def report(terms: dict, params: np.ndarray, _path=path, _param=param) -> None:
                 nonlocal done
                 done += 1
                 vals = {k: float(v) for k, v in terms.items()}
                 total = vals.pop("total")
-                control.emit(Progress(done, vals, total, time.perf_counter() - start, img, total_its, index,
-                                      len(plan), _path.name))
+                control.emit(Progress(done, vals, total, time.perf_counter() - start, _param.decode(params),
+                                      total_its, index, len(plan), _path.name, evaluations=evals.n))
 
             rounds, done_before = max(1, min(opt.rounds, left)), done
             try:
-                out = run_optimizer(objective.step(path.xla), image, opt, left, report,
-                                    objective.on_round if objective.has_rounds else None, rounds)
+                on_round = (lambda z, _p=param: objective.on_round(_p.decode(z))) if objective.has_rounds else None
+                out = run_optimizer(evals.count(param.wrap(objective.step(path.xla))), param.encode(image),
+                                    param.optimizer_config(opt), left, report, on_round, rounds)
             except tf.errors.OpError as exc:  # a path this objective cannot run (e.g. no deterministic XLA kernel)
                 if path == Path_("float32", False) or done != done_before:
                     raise
@@ -153,7 +157,7 @@ def run_plan(plan: list[Scale], build: Build, extractors: Extractors, x0: np.nda
                 notes.append(note)
                 path = Path_("float32", False)
                 continue
-            image, left = out.image, left - out.iterations
+            image, left = param.decode(out.image), left - out.iterations
             if not out.stalled:
                 break
             if path.precision != "float32":
@@ -168,5 +172,5 @@ def run_plan(plan: list[Scale], build: Build, extractors: Extractors, x0: np.nda
         scales.append({**record, "done": scale.iterations - left, "precision": path.name})
     stop = "iterations done" if done == total_its else f"stopped early after {done} of {total_its} iterations " \
                                                        f"({'; '.join(stalls)})"
-    info = {"precision": choice.record(), "precision_fallbacks": notes, "scales": scales}
+    info = {"precision": choice.record(), "precision_fallbacks": notes, "scales": scales, "evaluations": evals.n}
     return Result(image, stop, done, info)
