@@ -109,7 +109,8 @@ def run_one(config: str, size: int, name: str, sets: list[str], out: Path) -> di
                "status": record.get("status"), "iterations": rows[-1]["iteration"],
                "evaluations": rows[-1]["evaluations"], "full_evals": rows[-1]["full_evals"],
                "seconds": rows[-1]["seconds"], "final_curve_total": rows[-1]["total"],
-               "scored_total": scorer(image)["total"], "stop": record.get("stop_reason")}
+               "scored_total": scorer(image)["total"], "stop": record.get("stop_reason"),
+               "evaluation_seconds": record.get("evaluation_seconds"), "peak_mb": record.get("peak_memory_mb")}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

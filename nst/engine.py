@@ -172,5 +172,6 @@ def run_plan(plan: list[Scale], build: Build, extractors: Extractors, x0: np.nda
         scales.append({**record, "done": scale.iterations - left, "precision": path.name})
     stop = "iterations done" if done == total_its else f"stopped early after {done} of {total_its} iterations " \
                                                        f"({'; '.join(stalls)})"
-    info = {"precision": choice.record(), "precision_fallbacks": notes, "scales": scales, "evaluations": evals.n}
+    info = {"precision": choice.record(), "precision_fallbacks": notes, "scales": scales, "evaluations": evals.n,
+            "evaluation_seconds": round(evals.seconds, 3)}
     return Result(image, stop, done, info)
