@@ -14,7 +14,8 @@ from scipy.optimize import fmin_l_bfgs_b
 
 from nst import optimize
 from nst.config import load_config
-from nst.engine import Scale, run_plan
+from nst.engine import run_plan
+from nst.plan import Scale
 from nst.events import Control
 from nst.parameterize import COLOUR, NAMES, Linear, Pixels, level_shapes, make
 
@@ -122,6 +123,16 @@ def test_wrapped_step_gradient_is_the_finite_difference(bounded):
     assert np.all(gz.numpy().reshape(-1)[: p.sizes[0]].reshape(12, 16, 3)[:4, :5] == 0) == bounded  # clipped: no pull
 
 
+class Whole:
+    """A task whose every scale runs whole on ``obj_for(hw)``."""
+
+    def __init__(self, obj_for):
+        self.obj_for = obj_for
+
+    def whole(self, index, hw, extractor):
+        return self.obj_for(tuple(hw))
+
+
 def test_pixels_is_the_identity_and_keeps_box_bounds():
     p, opt = Pixels(), _cfg().optimizer
     x = np.ones((4, 4, 3), np.float32)
@@ -138,8 +149,8 @@ def test_pixels_with_history_10_is_the_optimisation_of_before():
     obj = _objective(ext, content, style, tv=0.1)
     x0 = np.random.default_rng(4).uniform(0, 255, content.shape).astype(np.float32)
     seen = []
-    res = run_plan([Scale((12, 16), 15)], lambda i, hw, e: obj, lambda p="float32": ext, x0, _cfg(**{"optimizer.iterations": 15}).optimizer,
-                   Control([lambda ev: seen.append(ev.total)]))
+    res = run_plan([Scale((12, 16), 15)], Whole(lambda hw: obj), extractors=lambda p="float32": ext, x0=x0,
+                   opt=_cfg(**{"optimizer.iterations": 15}).optimizer, control=Control([lambda ev: seen.append(ev.total)]))
     step = obj.step()
     old, last = [], {}
 
@@ -178,8 +189,9 @@ def test_a_longer_history_changes_the_path():
     content, style = _images(hw=(12, 16))
     obj = _objective(ext, content, style)
     x0 = np.random.default_rng(5).uniform(0, 255, content.shape).astype(np.float32)
-    out = {m: run_plan([Scale((12, 16), 30)], lambda i, hw, e: obj, lambda p="float32": ext, x0,
-                       _cfg(**{"optimizer.iterations": 30, "optimizer.history": m}).optimizer, Control()).image
+    out = {m: run_plan([Scale((12, 16), 30)], Whole(lambda hw: obj), extractors=lambda p="float32": ext, x0=x0,
+                       opt=_cfg(**{"optimizer.iterations": 30, "optimizer.history": m}).optimizer,
+                       control=Control()).image
            for m in (3, 30)}
     assert not np.array_equal(out[3], out[30])
 
@@ -196,8 +208,8 @@ def test_engine_runs_every_parameterisation_and_lowers_the_loss(name):
         shapes.add(ev.image.shape)
 
     cfg = _cfg(**{"optimizer.iterations": 20, "optimizer.parameterization": name}).optimizer
-    res = run_plan([Scale((8, 8), 10), Scale((16, 16), 10)], lambda i, hw, e: objectives[hw], lambda p="float32": ext,
-                   x0, cfg, Control([on]))
+    res = run_plan([Scale((8, 8), 10), Scale((16, 16), 10)], Whole(lambda hw: objectives[hw]),
+                   extractors=lambda p="float32": ext, x0=x0, opt=cfg, control=Control([on]))
     assert shapes == {(8, 8, 3), (16, 16, 3)}  # events carry images, not parameter vectors
     assert res.image.shape == (16, 16, 3) and 0 <= res.image.min() and res.image.max() <= 255
     assert totals[9] < totals[0] and totals[-1] < 0.75 * totals[10]  # each scale lowers its loss
@@ -210,8 +222,8 @@ def test_adam_with_a_pyramid_runs_on_the_coefficients():
     cfg = _cfg(**{"optimizer.method": "adam", "optimizer.iterations": 30, "optimizer.parameterization": "laplacian",
                   "optimizer.learning_rate": 5.0}).optimizer
     totals = []
-    res = run_plan([Scale((16, 16), 30)], lambda i, hw, e: obj, lambda p="float32": ext, np.full((16, 16, 3), 128.0, np.float32), cfg,
-                   Control([lambda ev: totals.append(ev.total)]))
+    res = run_plan([Scale((16, 16), 30)], Whole(lambda hw: obj), extractors=lambda p="float32": ext,
+                   x0=np.full((16, 16, 3), 128.0, np.float32), opt=cfg, control=Control([lambda ev: totals.append(ev.total)]))
     assert totals[-1] < totals[0] and res.image.shape == (16, 16, 3)
 
 
