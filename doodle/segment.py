@@ -5,7 +5,9 @@ to use as a ``_sem.png``) made by :mod:`doodle.automap`. With ``--with OTHER`` t
 segmented into as many regions and its regions are paired with IMAGE's by VGG feature similarity
 (:mod:`doodle.automatch`), so the same colour means the same kind of region in both maps; give the
 style painting first. The palette and the matching are printed, and ``--preview`` draws both maps with
-the palette (as a doodle run's ``labels.png``). An existing map is never overwritten without ``--force``.
+the palette (as a doodle run's ``labels.png``). Every file it writes (``--output``, ``--with-output``,
+``--preview``) is checked before any work: a .png in an existing folder, never an existing file without
+``--force``, never one of the input images even with it, never two outputs of one name.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 from nst.cli import run_main, say
 from nst.errors import UserError
 from nst.images import read_image, save_png
+
+MAX_SEED = 2**32 - 1  # what scikit-learn's random_state takes
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -40,16 +44,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _target(given: Path | None, image: str, force: bool) -> Path:
-    """The output path, checked before any work: folder exists, not an existing file unless --force."""
+def _target(given: Path | None, image: str, force: bool, inputs: list[str] = (), flag: str = "--output",
+            what: str = "output map") -> Path:
+    """An output path, checked before any work: a .png in an existing folder, not one of the ``inputs`` (even
+    with --force), not an existing file unless --force."""
     path = given if given is not None else Path.cwd() / f"{Path(image).stem}_sem.png"
     if path.suffix.lower() != ".png":
-        raise UserError(f"output map {path} must be a .png file (flat colours must not be JPEG-compressed)")
+        raise UserError(f"{what} {path} must be a .png file (flat colours must not be JPEG-compressed)")
     if not path.parent.is_dir():
         raise UserError(f"output folder {path.parent} does not exist")
+    for source in inputs:
+        if source and Path(source).exists() and Path(source).resolve() == path.resolve():
+            raise UserError(f"{flag} {path} is the input image {source}: it would be replaced, even with --force; "
+                            f"choose another {flag}")
     if path.exists() and not force:
         raise UserError(f"{path} exists; refusing to overwrite it (a hand-retouched map?): pass --force or "
-                        f"choose another --output")
+                        f"choose another {flag}")
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder")
     return path
 
 
@@ -65,10 +77,18 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.labels is not None and args.labels < 2:
         raise UserError(f"--labels must be at least 2, got {args.labels}")
-    out = _target(args.output, args.image, args.force)
-    other_out = _target(args.with_output, args.other, args.force) if args.other else None
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed must be in 0..{MAX_SEED} (a 32-bit seed), got {args.seed}")
+    inputs = [args.image, args.other]
+    out = _target(args.output, args.image, args.force, inputs)
+    other_out = (_target(args.with_output, args.other, args.force, inputs, "--with-output") if args.other
+                 else None)
     if other_out is not None and other_out.resolve() == out.resolve():
         raise UserError(f"both maps would be written to {out}; give --output or --with-output")
+    if args.preview is not None:
+        preview = _target(args.preview, args.image, args.force, inputs, "--preview", "preview")
+        if preview.resolve() in {p.resolve() for p in (out, other_out) if p is not None}:
+            raise UserError(f"--preview {preview} is also a map's output; give it its own name")
     image = read_image(args.image, "image").astype(np.float32)
     other = read_image(args.other, "--with image").astype(np.float32) if args.other else None
 

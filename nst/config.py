@@ -26,6 +26,9 @@ __all__ = ["NSTConfig", "load_config", "defaults_yaml", "to_dict", "read_yaml", 
 # auto: probed per machine (nst.precision); the others: Keras mixed precision, losses summed in float32
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
+# the style statistics a run can match (nst/style_forms.py)
+STYLE_FORMS = ("gram", "covariance", "wasserstein", "sliced_wasserstein", "histogram", "mrf")
+
 # The paper's layers (Gatys et al. 2015, Fig 2 and section 2): conv4_2 content, conv1_1..conv5_1 style.
 PAPER_STYLE_LAYERS = {"conv1_1": 0.2, "conv2_1": 0.2, "conv3_1": 0.2, "conv4_1": 0.2, "conv5_1": 0.2}
 
@@ -82,14 +85,40 @@ class LossConfig:
 
     CHOICES: ClassVar[dict] = {"content_form": ("paper", "original")}
 
+    WEIGHTS: ClassVar[tuple] = ("content_weight", "style_weight", "tv_weight")  # the objective's term weights
+
     def check(self, key: str) -> None:
-        weights = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name.endswith("_weight")}
+        weights = {name: getattr(self, name) for name in self.WEIGHTS}
         for name, w in weights.items():
             if w < 0:
                 raise UserError(f"config key '{key}{name}' must not be negative, got {w}")
         if not any(weights.values()):
             raise UserError(f"every loss weight is 0 ({', '.join(f'{key}{k}' for k in weights)}): there is nothing "
                             f"to optimise; set {key}style_weight or {key}content_weight above 0")
+
+
+@dataclass(frozen=True)
+class TransferLoss(LossConfig):
+    """Style transfer's loss: the paper's weights and forms, and which style statistic is matched."""
+
+    style_form: str = "gram"  # gram (the paper) | covariance | wasserstein | sliced_wasserstein | histogram | mrf
+    projections: Union[int, None] = None  # sliced_wasserstein: random directions per layer; null = its channels
+    histogram_weight: float = 1.0  # histogram: the histogram term's weight, relative to style_weight
+    patch_size: int = 3  # mrf: side of a feature patch
+    patch_stride: int = 2  # mrf: every n-th style patch each way is a candidate
+
+    CHOICES: ClassVar[dict] = {**LossConfig.CHOICES, "style_form": STYLE_FORMS}
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        if self.projections is not None and self.projections < 1:
+            raise UserError(f"config key '{key}projections' must be at least 1 (directions per layer) or null, "
+                            f"got {shown(self.projections)}")
+        if self.histogram_weight < 0:
+            raise UserError(f"config key '{key}histogram_weight' must not be negative, got {self.histogram_weight}")
+        if self.patch_size < 1 or self.patch_stride < 1:
+            raise UserError(f"config keys '{key}patch_size' and '{key}patch_stride' must be at least 1, got "
+                            f"{self.patch_size} and {self.patch_stride}")
 
 
 @dataclass(frozen=True)
@@ -116,8 +145,12 @@ class OptimizerConfig:
     max_evals_per_round: Union[int, None] = None  # lbfgs maxfun per round; None = 2 * iterations per round
     bounds: bool = True  # keep pixels in [0, 255] (lbfgs: box bounds; adam: clip)
     xla: Union[bool, str] = "auto"  # XLA-compile the loss+gradient step: true | false | auto (probed, docs/SPEED.md)
+    history: int = 10  # lbfgs: correction pairs kept (scipy's m); more = a better curvature model (docs/SPEED.md)
+    parameterization: str = "pixels"  # what the optimiser moves: pixels | laplacian | decorrelated | laplacian_decorrelated
+    pyramid_levels: int = 4  # laplacian: levels, the finest at full size, each half the one before
 
-    CHOICES: ClassVar[dict] = {"method": ("lbfgs", "adam"), "xla": (True, False, "auto")}
+    CHOICES: ClassVar[dict] = {"method": ("lbfgs", "adam"), "xla": (True, False, "auto"),
+                               "parameterization": ("pixels", "laplacian", "decorrelated", "laplacian_decorrelated")}
 
     def check(self, key: str) -> None:
         if self.iterations < 1:
@@ -130,6 +163,11 @@ class OptimizerConfig:
         if self.max_evals_per_round is not None and self.max_evals_per_round < 1:
             raise UserError(f"config key '{key}max_evals_per_round' must be at least 1, "
                             f"got {shown(self.max_evals_per_round)}")
+        if self.history < 1:
+            raise UserError(f"config key '{key}history' must be at least 1 (L-BFGS correction pairs), "
+                            f"got {shown(self.history)}")
+        if not 1 <= self.pyramid_levels <= 8:
+            raise UserError(f"config key '{key}pyramid_levels' must be in 1..8, got {shown(self.pyramid_levels)}")
 
 
 @dataclass(frozen=True)
@@ -203,7 +241,7 @@ class NSTConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     layers: LayersConfig = field(default_factory=LayersConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: TransferLoss = field(default_factory=TransferLoss)
     init: InitConfig = field(default_factory=InitConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     color: ColorConfig = field(default_factory=ColorConfig)

@@ -34,6 +34,8 @@ from nst.features import FeatureExtractor
 from nst.objective import Objective
 from nst.optimize import OPTIMIZERS
 from nst.plan import Scale, total_iterations
+from nst.parameterize import Counter
+from nst.parameterize import make as make_parameterization
 from nst.precision import Choice, Path_, choose, time_step
 from nst.tiles import Box, blend, crop
 from nst.weights import Weights
@@ -168,20 +170,24 @@ class _Run:
     start: float = field(default_factory=time.perf_counter)
     done: int = 0
     notes: list[str] = field(default_factory=list)
+    evals: Counter = field(default_factory=Counter)  # loss+gradient evaluations (line searches included)
 
     @property
     def tile_passes(self) -> int:
         """> 0 on every event of a plan with tiled scales (its losses.csv has tile columns from row 1)."""
         return next((s.tiles.passes for s in self.plan if s.tiled), 0)
 
-    def reporter(self, index: int, path: Path_, canvas: np.ndarray | None, tile: dict):
+    def reporter(self, index: int, path: Path_, canvas: np.ndarray | None, tile: dict,
+                 decode: Callable[[np.ndarray], np.ndarray] = lambda x: x):
+        """The optimiser's per-iteration callback; ``decode`` turns what it moves (parameters) into the image."""
         def report(terms: dict, img: np.ndarray) -> None:
             self.done += 1
             vals = {k: float(v) for k, v in terms.items()}
             total = vals.pop("total")
             self.control.emit(Progress(self.done, vals, total, time.perf_counter() - self.start,
-                                       img if canvas is None else canvas, self.total, index, len(self.plan), path.name,
-                                       tile_passes=self.tile_passes, **(tile or {})))
+                                       decode(img) if canvas is None else canvas, self.total, index, len(self.plan),
+                                       path.name, tile_passes=self.tile_passes, evaluations=self.evals.n,
+                                       **(tile or {})))
 
         return report
 
@@ -194,10 +200,14 @@ def _optimise(run: _Run, objectives: _Objectives, index: int, scale: Scale, box:
     left = scale.iterations
     while left > 0:
         objective = objectives.get(index, scale, box, path.precision)
+        # what the optimiser moves (optimizer.parameterization); pixels: the image itself, as ever
+        param = make_parameterization(opt.parameterization, scale.shape, opt.pyramid_levels, opt.bounds)
+        on_round = (lambda z, _o=objective, _p=param: _o.on_round(_p.decode(z))) if objective.has_rounds else None
         rounds, done_before = max(1, min(opt.rounds, left)), run.done
         try:
-            out = run_optimizer(objective.step(path.xla), image, opt, left, run.reporter(index, path, canvas, tile),
-                                objective.on_round if objective.has_rounds else None, rounds)
+            out = run_optimizer(run.evals.count(param.wrap(objective.step(path.xla))), param.encode(image),
+                                param.optimizer_config(opt), left,
+                                run.reporter(index, path, canvas, tile, param.decode), on_round, rounds)
         except tf.errors.OpError as exc:  # a path this objective cannot run (e.g. no deterministic XLA kernel)
             if path == FLOAT32 or run.done != done_before:
                 raise
@@ -206,7 +216,7 @@ def _optimise(run: _Run, objectives: _Objectives, index: int, scale: Scale, box:
             run.notes.append(note)
             path = FLOAT32
             continue
-        image, left = out.image, left - out.iterations
+        image, left = param.decode(out.image), left - out.iterations
         if not out.stalled:
             return image, path, None
         if path.precision != "float32":
@@ -358,7 +368,8 @@ def run_plan(plan: list[Scale], task: Task, *, extractors: Extractors, x0: np.nd
                        "passes": t.passes, **({"tile_runner": tile_runner.describe()} if tile_runner else {})})
     stop = "iterations done" if not stalls else (f"stopped early after {run.done} of {run.total} iterations "
                                                  f"({'; '.join(stalls)})")
-    info = {"precision": choice.record(), "precision_fallbacks": run.notes, "scales": scales}
+    info = {"precision": choice.record(), "precision_fallbacks": run.notes, "scales": scales,
+            "evaluations": run.evals.n, "evaluation_seconds": round(run.evals.seconds, 3)}
     if tiled and probed:
         info["precision_tiles"] = choice.record()
     return Result(image, stop, run.done, info)

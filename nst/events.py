@@ -52,6 +52,7 @@ class Progress:
     tiles: int = 0
     tile_pass: int = 0
     tile_passes: int = 0
+    evaluations: int = 0  # loss+gradient evaluations so far in this engine call (line searches included)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -67,7 +67,7 @@ def run_lbfgs(step: Step, x0: np.ndarray, cfg: OptimizerConfig, iterations: int,
             on_round(x.reshape(x0.shape).astype(np.float32))
         maxfun = cfg.max_evals_per_round or 2 * n + 20
         before = done
-        x, _, info = fmin_l_bfgs_b(func, x, bounds=bounds, maxiter=n, maxfun=maxfun, factr=0.0, pgtol=0.0,
+        x, _, info = fmin_l_bfgs_b(func, x, bounds=bounds, m=cfg.history, maxiter=n, maxfun=maxfun, factr=0.0, pgtol=0.0,
                                    callback=on_iteration)
         # warnflag 2: the line search failed; 0 with fewer iterations: f stopped decreasing (factr is 0). Both mean
         # no further decrease at this precision. (1: maxfun ran out, the original's rounds habit: go on.)

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import sys
@@ -67,6 +68,32 @@ def versions() -> dict[str, str]:
 
 def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+_SECRET_FLAG = re.compile(r"--?[\w-]*(token|secret|passw(or)?d|api[-_]?key|auth|credential)[\w-]*", re.I)
+_SECRET_QUERY = re.compile(r"([?&](?:[\w-]*(?:token|secret|passw(?:or)?d|api[-_]?key|auth)[\w-]*)=)[^&#\s]*", re.I)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that ran, as run.json records it, less its secrets: the value of ``--token`` (the
+    studio's) or of any token-, secret-, password- or key-like flag, and such parameters of a URL."""
+    argv = list(sys.argv if argv is None else argv)
+    out, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        flag, eq, _ = arg.partition("=")
+        if _SECRET_FLAG.fullmatch(flag):
+            if eq:
+                out.append(f"{flag}=***")
+            else:
+                out.append(arg)
+                hide_next = True
+            continue
+        out.append(_SECRET_QUERY.sub(r"\1***", arg))
+    return " ".join([Path(sys.executable).name, *out])
 
 
 def _why(exc: OSError) -> str:
@@ -144,6 +171,18 @@ def _release(folder: Path) -> None:
     lock = _HELD.pop(folder.resolve(), None)
     if lock:
         lock.release()
+
+
+def release_dir(path: Path) -> None:
+    """Give up the lock :func:`prepare_dir` took (the folder's run is over); a no-op if none is held."""
+    _release(Path(path))
+
+
+def free_reserve(path: Path) -> None:
+    """On a full disk: give up the held folder lock's space reserve, so that run.json can still say so."""
+    lock = _HELD.get(Path(path).resolve())
+    if lock:
+        lock.free_reserve()
 
 
 @atexit.register
@@ -387,7 +426,7 @@ class RunRecorder:
             "status": status,
             "stop_reason": stop,
             **({"error": error} if error else {}),
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "command": command_line(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "wall_seconds": round(time.time() - self.started, 3),
             "peak_memory_mb": round(peak_memory_mb(), 1),

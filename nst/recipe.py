@@ -28,6 +28,12 @@ class TransferRecipe:
     style_weight: float  # beta
     tv_weight: float
     content_form: str  # paper | original
+    style_form: str = "gram"  # the style statistic (nst.style_forms)
+    projections: int | None = None  # sliced_wasserstein: directions per layer (None: the layer's channels)
+    histogram_weight: float = 1.0  # histogram: the histogram term's weight relative to the Gram term's
+    patch_size: int = 3  # mrf
+    patch_stride: int = 2  # mrf: every n-th style patch each way is a candidate
+    seed: int = 0  # sliced_wasserstein: the directions' seed (the run's)
 
     @classmethod
     def of(cls, cfg, network: str) -> TransferRecipe:
@@ -35,7 +41,8 @@ class TransferRecipe:
         loss = cfg.loss
         return cls(network, cfg.model.pooling, canonical_weights(cfg.layers.content, network),
                    canonical_weights(cfg.layers.style, network), loss.content_weight, loss.style_weight,
-                   loss.tv_weight, loss.content_form)
+                   loss.tv_weight, loss.content_form, loss.style_form, loss.projections,
+                   loss.histogram_weight, loss.patch_size, loss.patch_stride, cfg.seed)
 
     @property
     def layers(self) -> list[str]:

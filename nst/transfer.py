@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from nst.config import TilesConfig
 from nst.colors import luminance_transfer, match_color_histogram
+from nst.errors import UserError
 from nst.engine import Extractors, Numerics, Result, run_plan
 from nst.events import Control
 from nst.features import FeatureExtractor
@@ -25,7 +26,8 @@ from nst.images import resize
 from nst.objective import Objective
 from nst.plan import Scale, make_plan
 from nst.recipe import TransferRecipe
-from nst.terms import ContentTerm, GramTerm, TVTerm, content_targets, style_targets
+from nst.style_forms import TILEABLE, style_targets, style_terms
+from nst.terms import ContentTerm, TVTerm, content_targets
 from nst.tiled_targets import tiled_grams
 from nst.tiles import crop
 from nst.weights import Weights
@@ -39,7 +41,7 @@ Styles = list[tuple[np.ndarray, float]]  # [(image (H, W, 3) float32 0..255, ble
 @dataclass(frozen=True)
 class Targets:
     content: dict[str, tf.Tensor]  # layer -> (1, h, w, C) features of the content photo
-    grams: dict[str, tf.Tensor]  # layer -> (C, C) weight-blended Gram of the style images, divided by M
+    style: dict[str, object]  # style term name -> its targets (gram: layer -> (C, C) blended Gram / M)
 
 
 def make_extractors(recipe: TransferRecipe, weights: Weights) -> Extractors:
@@ -49,15 +51,16 @@ def make_extractors(recipe: TransferRecipe, weights: Weights) -> Extractors:
 def compute_targets(extractor: FeatureExtractor, content: np.ndarray, styles: Styles,
                     recipe: TransferRecipe) -> Targets:
     return Targets(content_targets(extractor, content, list(recipe.content_layers)),
-                   style_targets(extractor, styles, list(recipe.style_layers)))
+                   style_targets(extractor, styles, recipe))
 
 
 def make_objective(extractor: FeatureExtractor, targets: Targets, recipe: TransferRecipe) -> Objective:
-    """alpha * sum_l w_l L_content + beta * L_style (eq. 2.7) + tv_weight * TV, as named terms."""
+    """alpha * sum_l w_l L_content + beta * L_style (eq. 2.7) + tv_weight * TV, as named terms (the style
+    term(s) of the recipe's ``style_form``: the paper's Gram term by default)."""
     r = recipe
     return Objective(extractor, {
         "content": ContentTerm(r.content_layers, targets.content, r.content_weight, r.content_form),
-        "style": GramTerm(r.style_layers, targets.grams, r.style_weight),
+        **style_terms(extractor, targets.style, r),
         "tv": TVTerm(r.tv_weight),
     })
 
@@ -91,7 +94,13 @@ def scale_plan(cfg, hw: tuple[int, int]) -> list[Scale]:
     else:
         sizes = [((max(1, round(hw[0] * s.size)), max(1, round(hw[1] * s.size))), s.iterations)
                  for s in cfg.scales]
-    return make_plan(sizes, cfg.tiles)
+    plan = make_plan(sizes, cfg.tiles)
+    tiled = [s for s in plan if s.tiled]
+    if tiled and cfg.loss.style_form not in TILEABLE:
+        raise UserError(f"loss.style_form '{cfg.loss.style_form}' cannot run in tiles (scale {tiled[0].hw[1]}x"
+                        f"{tiled[0].hw[0]} px is over tiles.max_pixels {cfg.tiles.max_pixels:,}): its style targets "
+                        f"are not sums over tiles; use {' or '.join(TILEABLE)} for prints, or a smaller image.size")
+    return plan
 
 
 class TransferImages:
@@ -147,7 +156,7 @@ class TransferTask:
                                list(self.recipe.content_layers))
 
     def tile_objective(self, extractor, shared, hw, box, shape) -> Objective:
-        targets = Targets(self._content_targets(extractor, hw, box, shape), shared)
+        targets = Targets(self._content_targets(extractor, hw, box, shape), {"style": shared})
         return make_objective(extractor, targets, self.recipe)
 
     def retarget(self, objective: Objective, hw, box, shape) -> None:

@@ -1,15 +1,14 @@
 """The studio's HTTP routes (Starlette): the page, its JSON API, server-sent progress events, files.
 
 Every error leaves as ``{"error": "error: <one line>"}``, the CLI's message; a bug is logged on the server and
-the page gets one line, never a stack trace. Every file route confines its path (:meth:`Folders.confine`).
-With a token (required off loopback) every request must carry it: ``?token=`` once (then a cookie), or the
-``X-Studio-Token`` header.
+the page gets one line, never a stack trace. Every path a request names — a file route's, every path key of a
+posted config, the zip's members — goes through the one :meth:`Folders.confine`. Who may send requests at all
+(Host, origin, token) and the headers of every response are :mod:`studio.guard`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import sys
 import tempfile
@@ -21,7 +20,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -29,11 +27,14 @@ from starlette.staticfiles import StaticFiles
 
 from nst.errors import UserError
 from studio import automaps, history, schema
-from studio.files import CONFIGS, MAX_UPLOAD_BYTES, Folders
+from studio.files import CONFIGS, MAX_UPLOAD_BYTES, Folders, shown
+from studio.guard import LOOPBACK_NAMES, TOKEN_COOKIE, Guard
 from studio.jobs import Job, Manager
 
 STATIC = Path(__file__).resolve().parent / "static"
-TOKEN_COOKIE = "studio_token"
+MAX_BODY_DEPTH = 32  # JSON nesting of a request body: a panel value is a few levels deep at most
+MAX_BODY_BYTES = 1 << 20  # a JSON request body (settings, a map request): a few kB in practice
+MAX_COMPARE = 12  # runs on one compare plot: its legend grows with them
 
 
 def error(message: str, status: int = 400) -> JSONResponse:
@@ -56,19 +57,15 @@ class Studio:
             raise UserError(f"run {run_id} is not running in this studio")
         return job
 
-    def check_inputs(self, cfg) -> None:
-        """Image paths of a config must lie in the studio's folders, as every other file the page names."""
-        paths = [cfg.content, cfg.init.path]
-        if isinstance(cfg.style, list):
-            paths += [s.path for s in cfg.style]
-        else:
-            paths += [cfg.style, cfg.doodle.style_map, cfg.doodle.target_map, cfg.doodle.content_map]
-        for p in paths:
-            if p:
-                self.folders.confine(p, "input image")
+    def check_inputs(self, cfg, kind: str) -> None:
+        """Every path key of a config (content, styles, init.path, model.weights, maps) must lie in the
+        studio's folders, as every other file the page names: the server opens no file outside them."""
+        for key, value in schema.config_paths(cfg, kind):
+            self.folders.confine(value, f"config key '{key}':")
 
 
-def create_app(folder: str | Path, token: str | None = None) -> Starlette:
+def create_app(folder: str | Path, token: str | None = None, hosts=LOOPBACK_NAMES, any_ip: bool = False) -> Starlette:
+    """The app; ``hosts`` (and ``any_ip``) are the names its Host header may carry (:class:`studio.guard.Guard`)."""
     studio = Studio(folder)
 
     async def index(request: Request) -> Response:
@@ -103,22 +100,25 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
 
     async def upload(request: Request) -> Response:
         name = request.query_params.get("name", "")
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > MAX_UPLOAD_BYTES:
-            return error(f"upload {Path(name).name} is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+        declared = request.headers.get("content-length") or "0"
+        over = f"upload {shown(Path(name).name)} is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB"
+        if not declared.isdigit():
+            raise UserError(f"upload {shown(Path(name).name)}: Content-Length {declared[:20]!r} is not a size")
+        if int(declared) > MAX_UPLOAD_BYTES:
+            return error(over, 413)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_UPLOAD_BYTES:
-                return error(f"upload {Path(name).name} is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+                return error(over, 413)
             chunks.append(chunk)
         path = await run_in_threadpool(studio.folders.save_upload, chunks, name, MAX_UPLOAD_BYTES)
         return JSONResponse({"path": str(path)})
 
     def get_file(request: Request) -> Response:
         path = studio.folders.confine(request.query_params.get("path", ""))
-        if not path.is_file():
-            raise UserError(f"file not found: {request.query_params.get('path')}")
+        if not studio.folders.is_file(path):
+            raise UserError(f"file not found: {shown(request.query_params.get('path'))}")
         return FileResponse(path)
 
     def palette(request: Request) -> Response:
@@ -128,7 +128,8 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
         path = studio.folders.confine(request.query_params.get("path", ""), "image")
         map_path = path if path.stem.endswith("_sem") else pair_map_path(path)
         if map_path is None:
-            raise UserError(f"no semantic map beside {path.name} (expected {path.stem}_sem.png)")
+            raise UserError(f"no semantic map beside {shown(path.name)} (expected {shown(path.stem)}_sem.png)")
+        map_path = studio.folders.confine(map_path, "semantic map")  # the paired map may be a link out
         return JSONResponse(automaps.describe_map(load_map(map_path), map_path))
 
     async def automap(request: Request) -> Response:
@@ -137,29 +138,52 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
         return JSONResponse(await run_in_threadpool(automaps.make_map, req, studio.folders))
 
     async def body(request: Request) -> dict:
+        """The request's JSON object: at most MAX_BODY_BYTES (counted as it streams in), MAX_BODY_DEPTH deep."""
+        over = f"request body is over the limit of {MAX_BODY_BYTES // 1024} kB"
+        declared = request.headers.get("content-length") or "0"
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise UserError(over)
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY_BYTES:
+                raise UserError(over)
         try:
-            data = await request.json()
+            data = json.loads(bytes(raw))
+        except RecursionError:
+            raise UserError(f"request body is nested too deeply (at most {MAX_BODY_DEPTH} levels)") from None
         except ValueError:
             raise UserError("request body is not JSON") from None
         if not isinstance(data, dict):
             raise UserError("request body must be a JSON object")
+        if _depth(data) > MAX_BODY_DEPTH:
+            raise UserError(f"request body is nested too deeply (at most {MAX_BODY_DEPTH} levels)")
         return data
 
     def _build(data: dict, output_dir: Path):
         kind = data.get("kind", "nst")
+        if not isinstance(kind, str):
+            raise UserError(f"kind must be nst or doodle, got {shown(json.dumps(kind))}")
         values = data.get("values") or {}
         if not isinstance(values, dict):
             raise UserError("values must be an object of config keys")
-        cfg = schema.build_config(kind, values, output_dir)
-        studio.check_inputs(cfg)
+        try:
+            cfg = schema.build_config(kind, values, output_dir)
+        except (OSError, RuntimeError) as exc:  # a path that cannot be resolved (too long, a symlink loop)
+            raise UserError(f"a path in the settings cannot be used: {shown(str(exc))}") from None
+        studio.check_inputs(cfg, kind)
         return kind, cfg
 
     async def start(request: Request) -> Response:
         data = await body(request)
+        label = data.get("label")
+        if label is not None and not isinstance(label, str):
+            raise UserError("label must be text")
         run_id = studio.manager.new_id()
         kind, cfg = await run_in_threadpool(_build, data, studio.folders.runs / run_id)
-        label = str(data.get("label") or "")[:80] or _label(kind, cfg)
-        job = studio.manager.submit(Job(run_id, kind, cfg, label), schema.config_yaml(cfg, kind))
+        label = history.clean_label(label or "") or history.clean_label(_label(kind, cfg))
+        job = await run_in_threadpool(studio.manager.submit, Job(run_id, kind, cfg, label),
+                                      schema.config_yaml(cfg, kind))
         return JSONResponse(job.summary())
 
     async def save_config(request: Request) -> Response:
@@ -194,7 +218,7 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     def runs(request: Request) -> Response:
-        return JSONResponse(history.list_runs(studio.folders.runs, studio.live()))
+        return JSONResponse(history.list_runs(studio.folders, studio.live()))
 
     def run_detail(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -209,15 +233,15 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
     def run_file(request: Request) -> Response:
         folder = studio.folders.run_dir(request.path_params["run_id"])
         path = studio.folders.confine(folder / request.path_params["name"])
-        if path.parent != folder.resolve() or not path.is_file():
-            raise UserError(f"no file {request.path_params['name']} in run {folder.name}")
+        if path.parent != folder.resolve() or not studio.folders.is_file(path):
+            raise UserError(f"no file {shown(request.path_params['name'])} in run {folder.name}")
         return FileResponse(path, headers={"Cache-Control": "no-store"})
 
     def run_zip(request: Request) -> Response:
         folder = studio.folders.run_dir(request.path_params["run_id"])
         if not (folder / "studio.json").is_file():
             raise UserError(f"no such run: {folder.name}")
-        return Response(history.zip_folder(folder), media_type="application/zip",
+        return Response(history.zip_folder(folder, studio.folders.confine), media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{folder.name}.zip"'})
 
     def cancel(request: Request) -> Response:
@@ -227,9 +251,11 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
         """Loss curves of several runs on shared axes (nst.plot's figure)."""
         from nst.plot import plot_runs
 
-        ids = [i for i in request.query_params.get("ids", "").split(",") if i]
+        ids = list(dict.fromkeys(i for i in request.query_params.get("ids", "").split(",") if i))
         if not ids:
             raise UserError("compare needs ids=RUN,RUN")
+        if len(ids) > MAX_COMPARE:
+            raise UserError(f"compare takes at most {MAX_COMPARE} runs, got {len(ids)}")
         folders = [studio.folders.run_dir(i) for i in ids]
         with tempfile.TemporaryDirectory(dir=studio.folders.root) as tmp:
             out = plot_runs(folders, Path(tmp) / "compare.png", log=request.query_params.get("log") == "1")
@@ -264,30 +290,30 @@ def create_app(folder: str | Path, token: str | None = None) -> Starlette:
         await run_in_threadpool(studio.manager.shutdown)  # cancel the run; its folder is recorded as the CLI's
 
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(BaseHTTPMiddleware, dispatch=_guard(token))],
+                    middleware=[Middleware(Guard, token=token, hosts=hosts, any_ip=any_ip)],
                     exception_handlers={UserError: _user_error, HTTPException: _http_error, Exception: _bug})
     app.state.studio = studio
     return app
 
 
-def _guard(token: str | None):
-    async def dispatch(request: Request, call_next):
-        if token:
-            given = (request.headers.get("x-studio-token") or request.cookies.get(TOKEN_COOKIE)
-                     or request.query_params.get("token") or "")
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return error("this studio needs its token: open the URL printed at its start (…/?token=…)", 403)
-        try:
-            return await call_next(request)
-        except UserError as exc:
-            return _status_error(exc)
-    return dispatch
+def _depth(data) -> int:
+    """How deeply a parsed JSON value nests (walked without recursion)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_BODY_DEPTH:
+            break
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((c, d + 1) for c in children)
+    return deepest
 
 
 def _status_error(exc: UserError) -> JSONResponse:
     text = str(exc)
-    status = 403 if "outside the studio" in text else 404 if ("not found" in text or "no such" in text
-                                                                or "no file" in text) else 400
+    status = getattr(exc, "status", None) or (
+        403 if "outside the studio" in text else
+        404 if ("not found" in text or "no such" in text or "no file" in text) else 400)
     return error(text, status)
 
 

@@ -27,6 +27,11 @@ from nst.images import to_uint8
 PREVIEW_EVERY_S = 0.25  # at most four preview PNGs a second: the page cannot show more, encoding costs
 PREVIEW_MAX_SIDE = 1024  # previews of larger images (prints) are shrunk to this long side
 PREVIEW_SHARE = 0.1  # and spaced so that encoding them takes at most this share of the run's time
+MAX_QUEUED = 16  # runs waiting behind the running one: more would only fill the disk with queued folders
+
+
+class QueueFull(UserError):
+    status = 429  # the HTTP status of this refusal (studio.app reads it)
 
 
 @dataclass
@@ -113,12 +118,25 @@ class Manager:
             self.lock.notify_all()
 
     def submit(self, job: Job, config_yaml: str) -> Job:
-        job.folder.mkdir(parents=True, exist_ok=False)
-        (job.folder / "config.yaml").write_text(config_yaml, encoding="utf-8")
-        job.write_meta()
+        """Queue a job: its folder (config.yaml, studio.json) is made only once the queue has room."""
         with self.lock:
             if self.stopping:
                 raise UserError("the studio is shutting down")
+            if len(self.queue) >= MAX_QUEUED:
+                raise QueueFull(f"the queue is full ({len(self.queue)} runs waiting): wait for one to end or "
+                                f"cancel one")
+            try:
+                job.folder.mkdir(parents=True, exist_ok=False)
+                (job.folder / "config.yaml").write_text(config_yaml, encoding="utf-8")
+                job.write_meta()
+            except OSError as exc:  # a full disk, a read-only folder: nothing half-made stays behind
+                for name in ("config.yaml", "studio.json", ".studio.json.tmp"):
+                    (job.folder / name).unlink(missing_ok=True)
+                try:
+                    job.folder.rmdir()
+                except OSError:
+                    pass
+                raise UserError(f"cannot create the run folder {job.folder}: {exc.strerror or exc}") from None
             self.jobs[job.id] = job
             self.queue.append(job)
             self.lock.notify_all()

@@ -29,13 +29,32 @@ _FIELD_LINE = re.compile(r"^\s+(\w+):[^#]*#\s*(.+)$")
 
 def kind_of(kind: str) -> Kind:
     if not isinstance(kind, str) or kind not in TABS:
-        raise UserError(f"unknown run kind {kind!r}; use {' or '.join(TABS)}")
+        shown = kind if isinstance(kind, str) else json.dumps(kind)
+        raise UserError(f"unknown run kind '{shown[:40]}'; use {' or '.join(TABS)}")
     return kind_named(kind)
 
 
 def input_keys(kind: str) -> tuple[str, ...]:
     """Keys the page sets through its own widgets (image pickers, the canvas, the run folder), not the panel."""
     return (*kind_of(kind).inputs, "output_dir")
+
+
+def config_paths(cfg: Any, kind: str) -> list[tuple[str, str]]:
+    """(key, path) of every file a config names: its kind's path keys (less ``output_dir``, which the
+    studio sets), styles one by one; ``auto`` (doodle's automatic maps) is no path."""
+    out = []
+    for key in kind_of(kind).path_keys:
+        if key == "output_dir":
+            continue
+        if key == "style[].path":
+            out += [(f"style[{i}].path", s.path) for i, s in enumerate(cfg.style) if s.path]
+            continue
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part, None)
+        if isinstance(node, str) and node and node != "auto":
+            out.append((key, node))
+    return out
 
 
 def _comments(cls: type) -> dict[str, str]:
@@ -117,6 +136,7 @@ def build_config(kind: str, values: dict[str, Any], output_dir: Path) -> Any:
         if key == "output_dir":
             continue
         widget = known[key]["widget"] if key in known else "json"
+        value = _boolean(value, known.get(key))
         if value is None or value == "":
             text = "null"  # an emptied field: the key's null (weights file, max evals ...), or a required-key error
         elif isinstance(value, str) and widget in ("yaml", "int", "float"):
@@ -126,6 +146,15 @@ def build_config(kind: str, values: dict[str, Any], output_dir: Path) -> Any:
         overrides.append(f"{key}={text}")
     overrides.append(f"output_dir={json.dumps(str(output_dir))}")
     return spec.load(None, overrides)
+
+
+def _boolean(value: Any, field: dict | None) -> Any:
+    """"true"/"false" typed (or sent as text) for a key that takes a boolean: the boolean itself."""
+    if not isinstance(value, str) or field is None:
+        return value
+    takes_bool = field["widget"] == "bool" or any(isinstance(c, bool) for c in field["choices"] or ())
+    word = value.strip().lower()
+    return (word == "true") if takes_bool and word in ("true", "false") else value
 
 
 def config_yaml(cfg: Any, kind: str) -> str:

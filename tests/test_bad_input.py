@@ -65,6 +65,11 @@ CONFIG_CASES = {
     "snapshot_zero": ("", ["snapshots=[0, 5]"], ["'snapshots'", "[0]"]),
     "size_too_small": ("", ["image.size=8"], ["'image.size'"]),
     "no_style": ("", ["style=[]"], ["'style'"]),
+    "history_zero": ("", ["optimizer.history=0"], ["'optimizer.history'", "at least 1"]),
+    "history_negative": ("optimizer:\n  history: -3\n", [], ["'optimizer.history'", "-3"]),
+    "unknown_parameterization": ("", ["optimizer.parameterization=wavelet"], ["'optimizer.parameterization'",
+                                                                            "pixels, laplacian", "wavelet"]),
+    "pyramid_levels_zero": ("", ["optimizer.pyramid_levels=0"], ["'optimizer.pyramid_levels'", "1..8"]),
 }
 
 

@@ -266,11 +266,45 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list, tuple[str, ...]]]:
         "existing map": ([save(two, tmp / "two.png"), "--output", existing], ("exists", "--force")),
         "missing --with": ([save(two, tmp / "two.png"), "--with", tmp / "gone.png", "--output", tmp / "o.png",
                             "--with-output", tmp / "p.png"], ("not found", "gone.png")),
+        # issue 18
+        "seed too large": ([save(two, tmp / "two.png"), "--seed", "4294967296", "--output", tmp / "o.png"],
+                           ("--seed", "0..4294967295")),
+        "negative seed": ([save(two, tmp / "two.png"), "--seed", "-1", "--output", tmp / "o.png"], ("--seed",)),
+        "preview exists": ([save(two, tmp / "two.png"), "--output", tmp / "o.png", "--preview", existing],
+                           ("exists", "--force", "--preview")),
+        "preview is the input": ([save(two, tmp / "two.png"), "--output", tmp / "o.png", "--preview",
+                                  tmp / "two.png", "--force"], ("--preview", "input image")),
+        "output is the input": ([save(two, tmp / "two.png"), "--output", tmp / "two.png", "--force"],
+                                ("--output", "input image")),
+        "with-output is an input": ([save(two, tmp / "two.png"), "--with", existing, "--output", tmp / "o.png",
+                                     "--with-output", tmp / "two.png", "--force"], ("--with-output", "input image")),
+        "preview is the map": ([save(two, tmp / "two.png"), "--output", tmp / "o.png", "--preview", tmp / "o.png"],
+                               ("--preview", "own name")),
+        "preview not png": ([save(two, tmp / "two.png"), "--output", tmp / "o.png", "--preview", tmp / "l.jpg"],
+                            (".png",)),
+        "output links to the input": ([save(two, tmp / "two.png"), "--output", _link(tmp / "two.png", tmp / "k.png"),
+                                       "--force"], ("--output", "input image")),
+        "output is a folder": ([save(two, tmp / "two.png"), "--output", _folder(tmp / "dir.png"), "--force"],
+                               ("--output", "folder")),
     }
 
 
+def _link(target: Path, link: Path) -> Path:
+    if not link.is_symlink():
+        link.symlink_to(target)
+    return link
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(exist_ok=True)
+    return path
+
+
 BAD_CASES = ["more labels than colours", "too many labels", "one label", "one colour", "tiny", "missing file",
-             "not an image", "no output folder", "jpeg output", "existing map", "missing --with"]
+             "not an image", "no output folder", "jpeg output", "existing map", "missing --with",
+             "seed too large", "negative seed", "preview exists", "preview is the input", "output is the input",
+             "with-output is an input", "preview is the map", "preview not png", "output links to the input",
+             "output is a folder"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -279,10 +313,13 @@ def test_cli_bad_input_is_one_error_line(tmp_path, segment_cli, clean_error, cas
     cases = _bad_cases(tmp_path)
     assert sorted(cases) == sorted(BAD_CASES)
     argv, needles = cases[case]
-    before = (tmp_path / "existing_sem.png").read_bytes()
+    files = lambda: {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}  # noqa: E731
+    before = files()
     clean_error(segment_cli(argv), *needles)
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "p.png").exists()
-    assert (tmp_path / "existing_sem.png").read_bytes() == before  # never overwritten without --force
+    assert not (tmp_path / "l.jpg").exists()
+    # never overwritten without --force, never an input even with it, nothing new
+    assert files() == before
 
 
 def test_labels_beyond_what_the_pixels_allow_is_refused():

@@ -32,6 +32,7 @@ from studio.schema import build_config, fields, panel_values  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
+BASE = "http://127.0.0.1:8765"  # the page's origin: the studio answers to loopback names only (studio.guard)
 FAST = {"image.size": "64", "precision": "float32", "optimizer.xla": False, "progress.quiet": True}
 
 
@@ -46,7 +47,7 @@ def one_line_error(resp, status: int, *needles: str) -> str:
 
 @pytest.fixture
 def client(tmp_path):
-    with TestClient(create_app(tmp_path / "studio")) as c:
+    with TestClient(create_app(tmp_path / "studio"), base_url=BASE) as c:
         yield c
 
 
@@ -162,12 +163,12 @@ def test_a_bug_is_one_line_not_a_stack_trace(tmp_path, monkeypatch):
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr(studio_app.history, "list_runs", boom)
-    with TestClient(create_app(tmp_path / "s"), raise_server_exceptions=False) as c:
+    with TestClient(create_app(tmp_path / "s"), base_url=BASE, raise_server_exceptions=False) as c:
         one_line_error(c.get("/api/runs"), 500, "internal error")
 
 
 def test_token_guards_every_route(tmp_path):
-    with TestClient(create_app(tmp_path / "s", token="sesame")) as c:
+    with TestClient(create_app(tmp_path / "s", token="sesame"), base_url=BASE) as c:
         one_line_error(c.get("/api/runs"), 403, "token")
         one_line_error(c.get("/"), 403, "token")
         assert c.get("/api/runs", headers={"X-Studio-Token": "sesame"}).status_code == 200
@@ -223,7 +224,7 @@ def test_run_progress_history_zip_compare_and_yaml(client, content_path, style_p
 @pytest.mark.slow
 def test_cancel_queued_and_running_and_stop_cancels(tmp_path, content_path, style_path):
     values = inputs(content_path, style_path, **{"optimizer.iterations": "400"})
-    with TestClient(create_app(tmp_path / "studio")) as c:
+    with TestClient(create_app(tmp_path / "studio"), base_url=BASE) as c:
         first = c.post("/api/runs", json={"kind": "nst", "values": values}).json()
         second = c.post("/api/runs", json={"kind": "nst", "values": values}).json()
         third = c.post("/api/runs", json={"kind": "nst", "values": values}).json()

@@ -352,6 +352,8 @@ def test_shipped_video_config_writes_every_key():
     (["video.temporal_form=mean"], "video.temporal_form"),
     (["video.iterations=0"], "video.iterations"),
     (["video.folder_fps=0"], "video.folder_fps"),
+    (["video.folder_fps=1e9"], "video.folder_fps"),
+    (["video.folder_fps=1e-9"], "video.folder_fps"),
     (["video.flw=dis"], "did you mean 'video.flow'"),
     (["snapshots=[5]"], "snapshots"),
     (["init.method=file", "init.path=x.png"], "init.method"),
@@ -366,7 +368,7 @@ def test_bad_clips_and_outputs(tmp_path, capsys, clean_error, clip96):
     clean_error(_video([CONFIG, "--input", tmp_path / "nope.mp4"], capsys), "not found", "nope.mp4")
     fake = tmp_path / "fake.mp4"
     fake.write_text("not a video")
-    clean_error(_video([CONFIG, "--input", fake], capsys), "could not be decoded", "fake.mp4")
+    clean_error(_video([CONFIG, "--input", fake], capsys), "corrupt or not a video", "fake.mp4")
     (tmp_path / "empty").mkdir()
     clean_error(_video([CONFIG, "--input", tmp_path / "empty"], capsys), "no frame images")
     mixed = tmp_path / "mixed"
@@ -382,18 +384,22 @@ def test_a_folder_holding_another_run_is_refused_unless_restart(tmp_path, capsys
     clip_dir = tmp_path / "clip"
     write_frames_folder(clip64.frames[:2], clip_dir)
     cfg = _cfg(clip_dir, tmp_path / "out")
-    run = VideoRun(tmp_path / "out", to_dict(cfg), clip_dir, 2, vgg16[1])
+    hw = clip64.frames[0].shape[:2]
+    run = VideoRun(tmp_path / "out", to_dict(cfg), clip_dir, 2, hw)
+    run.begin(vgg16[1])
     run.frame_done(1, clip64.frames[0], {"iterations": 8})
     run.close()
     other = _cfg(clip_dir, tmp_path / "out", "video.temporal_weight=5")
     with pytest.raises(Exception, match="another config or clip"):
-        VideoRun(tmp_path / "out", to_dict(other), clip_dir, 2, vgg16[1])
+        VideoRun(tmp_path / "out", to_dict(other), clip_dir, 2, hw)
     assert (tmp_path / "out" / "frames" / frame_name(1)).exists()  # nothing was removed
-    again = VideoRun(tmp_path / "out", to_dict(cfg), clip_dir, 2, vgg16[1])
+    again = VideoRun(tmp_path / "out", to_dict(cfg), clip_dir, 2, hw)
     assert again.done == 1 and np.array_equal(again.previous_result(), clip64.frames[0].astype(np.float32))
     again.close()
-    fresh = VideoRun(tmp_path / "out", to_dict(other), clip_dir, 2, vgg16[1], restart=True)
-    assert fresh.done == 0 and not list((tmp_path / "out" / "frames").iterdir())
+    fresh = VideoRun(tmp_path / "out", to_dict(other), clip_dir, 2, hw, restart=True)
+    assert fresh.done == 0 and (tmp_path / "out" / "frames" / frame_name(1)).exists()  # cleared only at begin
+    fresh.begin(vgg16[1])
+    assert not list((tmp_path / "out" / "frames").iterdir())
     fresh.close()
     nst_run = tmp_path / "nst"
     nst_run.mkdir()

@@ -1,8 +1,10 @@
-"""``python -m experiments.sweep SWEEP.yaml [--set k=v] [--address HOST:PORT|auto|ray://HOST:PORT] [--local] [--max-parallel N]
-[--rerun-failed]``: run every point of a sweep file, then write ``sweep.csv`` and the contact sheet.
+"""``python -m experiments.sweep SWEEP.yaml [--set k=v] [--address HOST:PORT|auto|ray://HOST:PORT] [--local]
+[--max-parallel N] [--rerun-failed] [--max-points N] [--connect-timeout S]``: run every point of a sweep file, then
+write ``sweep.csv`` and the contact sheet.
 
-:func:`experiments.sweep.runners.run_points` (resume, then the runner, then one outcome per point) also serves
-the figure scripts.
+The sweep folder is locked for the sweep (nst.outputs' folder lock): a second sweep into it is refused, so two
+sweeps never redo each other's points. :func:`experiments.sweep.runners.run_points` (resume, then the runner, then
+one outcome per point) also serves the figure scripts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from nst.errors import UserError
 from experiments.sweep.report import contact_sheet, rows, score, write_csv
 from experiments.sweep.runners import Execution, Interrupted, run_points
 from experiments.sweep.spec import Point, SweepFile, expand, load_sweep, sweep_dir, varying_keys
+from nst.outputs import prepare_dir, release_dir
 
 
 def report(sweep: SweepFile, points: list[Point], outcomes: dict[int, dict]) -> tuple[Path, Path]:
@@ -41,6 +44,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-parallel", type=int, metavar="N", help="at most N points at once (Ray)")
     p.add_argument("--rerun-failed", action="store_true", help="run failed points again (finished ones are kept)")
     p.add_argument("--list", action="store_true", help="print the points and their folders, run nothing")
+    p.add_argument("--max-points", type=int, metavar="N",
+                   help="refuse a sweep of more than N points (default: the file's max_points, else 1000)")
+    p.add_argument("--connect-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for the cluster of --address (default 60)")
     return p.parse_args(argv)
 
 
@@ -50,21 +57,43 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--max-parallel must be at least 1, got {args.max_parallel}")
     if args.local and args.address:
         raise UserError("--local and --address exclude each other")
+    if args.max_points is not None and args.max_points < 1:
+        raise UserError(f"--max-points must be at least 1, got {args.max_points}")
+    if not 0 < args.connect_timeout <= 3600:
+        raise UserError(f"--connect-timeout must be in (0, 3600] seconds, got {args.connect_timeout:g}")
+    if args.address:
+        check_address(args.address)
     sweep = load_sweep(args.sweep, args.set)
     if args.output:
         import dataclasses
 
         sweep = dataclasses.replace(sweep, output_dir=str(Path(args.output).resolve()))
-    kind, points = expand(sweep)
+    kind, points = expand(sweep, args.max_points)
     say(f"sweep {Path(sweep.path).name}: {len(points)} {kind.name} points over "
         f"{', '.join(varying_keys(points)) or '(nothing varies)'} -> {sweep_dir(sweep)}")
     if args.list:
         for p in points:
             print(f"{p.index}\t{p.folder or '-'}\t{p.label}\t{p.error}")
         return 0
-    sweep_dir(sweep).mkdir(parents=True, exist_ok=True)
+    prepare_dir(sweep_dir(sweep))  # creates and locks it: a second sweep into this folder is refused
+    try:
+        return _run(sweep, kind, points, args)
+    finally:
+        release_dir(sweep_dir(sweep))
+
+
+def check_address(address: str) -> None:
+    """``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST:PORT``, else a one-line refusal."""
+    from experiments.sweep.runners import split_address
+
+    if address not in ("auto", "local") and split_address(address) is None:
+        raise UserError(f"--address {address!r}: give HOST:PORT (a Ray head, usually port 6379), ray://HOST:PORT "
+                        f"(Ray Client, usually 10001) or auto")
+
+
+def _run(sweep: SweepFile, kind, points: list[Point], args) -> int:
     how = Execution(local=args.local, address=args.address, max_parallel=args.max_parallel,
-                    resources=sweep.resources, rerun_failed=args.rerun_failed)
+                    resources=sweep.resources, rerun_failed=args.rerun_failed, connect_timeout=args.connect_timeout)
     start = time.time()
     try:
         outcomes = run_points(kind.name, points, how)

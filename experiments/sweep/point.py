@@ -5,6 +5,10 @@ worker alike: :func:`execute` of the point's kind (:mod:`nst.kinds`) in-process,
 contract, weights loaded once per process, the caller's :class:`nst.events.Control` (so a sweep can cancel
 it), and every failure turned into an outcome instead of an exception: one failing point never stops the
 others. Next to the run's own files the point leaves ``sweep_point.json`` (its key, values, host, outcome).
+
+A point whose ``run.json`` is damaged (cut short by a crash or a full disk) counts as failed; ``--rerun-failed``
+runs it again after moving its damaged outputs aside as ``damaged_<name>`` (the run would otherwise refuse
+files it cannot prove it wrote).
 """
 
 from __future__ import annotations
@@ -70,9 +74,13 @@ def run_point(kind: str, cfg: Any, index: int, key: str, values: dict, control=N
         return run(cfg, weights, control=control,
                    progress_every=max(cfg.progress.every, cfg.optimizer.iterations // 5))
 
-    folder.mkdir(parents=True, exist_ok=True)
-    log = open(folder / "sweep.log", "w", encoding="utf-8") if log_to_file else None
     started = time.time()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        log = open(folder / "sweep.log", "w", encoding="utf-8") if log_to_file else None
+    except OSError as exc:  # the point's folder is a file, or cannot be made: this point fails, the sweep goes on
+        return outcome(index, key, folder, "failed", error=f"cannot use the point's folder {folder}: "
+                       f"{exc.strerror or exc}", host=host, node=node)
     try:
         with contextlib.redirect_stderr(log) if log else contextlib.nullcontext():
             record = execute(weights_for(cfg))
@@ -108,13 +116,41 @@ def write_point_file(folder: Path, key: str, values: dict, result: dict) -> None
 
 
 def read_record(folder: Path | None) -> dict | None:
-    """run.json of a folder, or None."""
+    """run.json of a folder (a JSON object), or None."""
     if folder is None:
         return None
+    return _read_object(Path(folder) / "run.json")
+
+
+def _read_object(path: Path) -> dict | None:
     try:
-        return json.loads((Path(folder) / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def set_aside_damaged(point) -> list[str]:
+    """Rename the point's outputs that are there but carry no mark of this tool (a cut-short run.json,
+    a truncated PNG or log) to ``damaged_<name>``, so that the point can run again; returns the names."""
+    from nst.cli import say
+    from nst.outputs import OUTPUT_NAMES, is_ours
+
+    folder = Path(point.folder)
+    moved = []
+    for path in [*(folder / n for n in OUTPUT_NAMES), *sorted(folder.glob("iter_*.png"))]:
+        if path.is_file() and not is_ours(path):
+            target, n = folder / f"damaged_{path.name}", 2
+            while target.exists():
+                target, n = folder / f"damaged{n}_{path.name}", n + 1
+            try:
+                os.replace(path, target)
+            except OSError:
+                continue  # the run refuses it and says so: one point fails, the sweep goes on
+            moved.append(path.name)
+    if moved:
+        say(f"note: point #{point.index}: damaged {', '.join(moved)} kept as damaged_*; running it again")
+    return moved
 
 
 def previous(point) -> dict | None:
@@ -124,10 +160,12 @@ def previous(point) -> dict | None:
 
     record = read_record(point.folder)
     folder = Path(point.folder)
-    try:
-        saved = json.loads((folder / POINT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        saved = {}
+    saved = _read_object(folder / POINT_FILE) or {}
+    if record is None and (folder / "run.json").exists():  # cut short (a crash, a full disk): never finished
+        result = outcome(point.index, point.key, folder, "failed", host=saved.get("host", ""),
+                         error="its run.json is damaged (cut short?); --rerun-failed runs the point again",
+                         reused=True)
+        return {**result, "damaged": True}
     if not record and saved.get("key") == point.key and saved.get("status") == "failed":  # refused before running
         return outcome(point.index, point.key, folder, "failed", error=saved.get("error", ""),
                        host=saved.get("host", ""), node=saved.get("node", ""), reused=True)

@@ -51,14 +51,21 @@ def write_csv(table: list[dict], path: Path) -> Path:
     keys: list[str] = []
     for r in table:
         keys += [k for k in r if k not in keys]
-    fd, tmp = tempfile.mkstemp(suffix=".csv", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, restval="")
-        w.writeheader()
-        for r in table:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)  # a reader never sees half a table
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=".csv", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=keys, restval="")
+                w.writeheader()
+                for r in table:
+                    w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)  # a reader never sees half a table
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -164,6 +171,17 @@ def contact_sheet(points: list[Point], outcomes: dict[int, dict], varying: list[
         ax.imshow(curves_img)
         ax.axis("off")
     fig.suptitle(title, fontsize=10, y=1 - 0.12 / height, va="top")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=100, format="png")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)  # atomic, as sweep.csv
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from experiments.sweep.point import outcome, previous, run_point
+from experiments.sweep.point import outcome, previous, run_point, set_aside_damaged
 from experiments.sweep.spec import Point, Resources
 from nst.cli import say
 from nst.errors import UserError
@@ -138,11 +141,42 @@ def shipped_modules() -> list[str]:
     return [str(Path(nst.__file__).parent), str(Path(doodle.__file__).parent)]
 
 
-def connect(address: str | None) -> None:
+def split_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``HOST:PORT`` / ``ray://HOST:PORT`` / ``[v6]:PORT``, or None if it is neither."""
+    m = re.fullmatch(r"(?:ray://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})", address.strip())
+    if not m or not 0 < int(m.group(2)) < 65536:
+        return None
+    return m.group(1).strip("[]"), int(m.group(2))
+
+
+def probe(address: str, timeout: float) -> None:
+    """A TCP connection to the cluster's address within ``timeout`` seconds, or a one-line UserError.
+
+    Ray itself retries a closed or silent port for minutes without a word; this says at once what is wrong."""
+    host, port = split_address(address) or (None, None)
+    if host is None:
+        raise UserError(f"--address {address!r}: give HOST:PORT (a Ray head, usually port 6379), ray://HOST:PORT "
+                        f"(Ray Client, usually 10001) or auto")
+    try:
+        with socket.create_connection((host, port), timeout=min(timeout, 10.0)):
+            pass
+    except socket.gaierror as exc:
+        raise UserError(f"cannot reach a Ray cluster at {address}: unknown host {host} ({exc.strerror})") from None
+    except TimeoutError:
+        raise UserError(f"cannot reach a Ray cluster at {address}: no answer from {host}:{port} within "
+                        f"{min(timeout, 10.0):g} s (a firewall, or the wrong address?)") from None
+    except OSError as exc:
+        raise UserError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc} (is `ray start --head` "
+                        f"running there, on that port?)") from None
+
+
+def connect(address: str | None, timeout: float = 60.0) -> None:
     """``ray.init``: a new local Ray (address None) or a cluster (``auto``, ``ray://host:port``, ``host:port``).
 
     None means ``address="local"``: Ray's own default would join a cluster that ``ray start`` left running on
-    this machine (or RAY_ADDRESS); a sweep uses a cluster only when ``--address`` names one.
+    this machine (or RAY_ADDRESS); a sweep uses a cluster only when ``--address`` names one. A named cluster is
+    probed first (:func:`probe`), and ``ray.init`` is given ``timeout`` seconds: a port that answers but is no
+    Ray head (Ray would wait on it for minutes) is a one-line error too.
     """
     try:
         import ray
@@ -150,16 +184,45 @@ def connect(address: str | None) -> None:
         raise UserError("Ray is not installed: pip install -e '.[cluster]' (or run with --local)") from None
     if ray.is_initialized():
         return
-    if address not in (None, "local"):
+    remote = address not in (None, "local")
+    if remote:
+        if address != "auto":
+            probe(address, timeout)
         send_token_if_present()
     env = {"py_modules": shipped_modules(), "env_vars": {"PYTHONWARNINGS": "ignore"}}
+    kwargs = dict(address=address or "local", runtime_env=env, log_to_driver=False, include_dashboard=False,
+                  logging_level="ERROR")
     try:
-        ray.init(address=address or "local", runtime_env=env, log_to_driver=False, include_dashboard=False,
-                 logging_level="ERROR")
+        if remote:
+            _init_within(ray, kwargs, timeout, address)
+        else:
+            ray.init(**kwargs)
     except ConnectionError as exc:
         hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else \
             " (a cluster with token auth also needs RAY_AUTH_MODE=token and its token here: docs/SWEEPS.md)"
         raise UserError(f"cannot reach a Ray cluster at {address}: {str(exc).splitlines()[0]}{hint}") from None
+
+
+def _init_within(ray, kwargs: dict, timeout: float, address: str) -> None:
+    """``ray.init(**kwargs)`` in a helper thread, given up after ``timeout`` seconds (it cannot be interrupted;
+    the process ends soon after the one-line error, the thread with it)."""
+    result: dict = {}
+
+    def init() -> None:
+        try:
+            ray.init(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=init, name="ray-init", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise UserError(f"the Ray cluster at {address} did not answer within {timeout:g} s: is it a Ray head's "
+                        f"address (usually port 6379; ray://HOST:10001 for Ray Client)? --connect-timeout S waits "
+                        f"longer")
+    if "error" in result:
+        raise result["error"]
 
 
 def send_token_if_present() -> None:
@@ -200,8 +263,8 @@ def slots(resources, n_points: int, max_parallel: int | None) -> int:
 
 
 def run_ray(kind: str, points: list, on_result: OnResult, resources, address: str | None = None,
-            max_parallel: int | None = None, cancel_timeout: float = 300.0) -> None:
-    connect(address)  # first: without Ray this is the one-line error
+            max_parallel: int | None = None, cancel_timeout: float = 300.0, connect_timeout: float = 60.0) -> None:
+    connect(address, connect_timeout)  # first: without Ray (or without the cluster) this is the one-line error
     import ray
 
     n = slots(resources, len(points), max_parallel)
@@ -274,6 +337,7 @@ class Execution:
     resources: Resources = field(default_factory=Resources)
     rerun_failed: bool = False
     force: bool = False  # rerun finished points too
+    connect_timeout: float = 60.0  # seconds to reach a cluster given by address
 
 
 def run_points(kind: str, points: list[Point], how: Execution) -> dict[int, dict]:
@@ -291,6 +355,8 @@ def run_points(kind: str, points: list[Point], how: Execution) -> dict[int, dict
         if old and not (old["status"] == "failed" and how.rerun_failed):
             outcomes[p.index] = old
         else:
+            if old and old.get("damaged"):
+                set_aside_damaged(p)  # --rerun-failed: the point's damaged outputs are kept aside, then rerun
             todo.append(p)
     kept = sum(o.get("reused", False) for o in outcomes.values())
     if kept:
@@ -305,7 +371,8 @@ def run_points(kind: str, points: list[Point], how: Execution) -> dict[int, dict
         if how.local:
             run_local(kind, todo, on_result)
         else:
-            run_ray(kind, todo, on_result, how.resources, how.address, how.max_parallel)
+            run_ray(kind, todo, on_result, how.resources, how.address, how.max_parallel,
+                    connect_timeout=how.connect_timeout)
     except Interrupted:
         raise Interrupted(outcomes) from None
     return outcomes

@@ -12,12 +12,17 @@ A sweep file (YAML, read with nst.config's loader: unknown keys get a did-you-me
     images: {content: ../../shared/data/content, style: ../../shared/data/style}  # every photo x every painting
     resources: {cpus: 1, gpus: 0}     # per point (Ray): several small runs can share one GPU with gpus: 0.25
     score: oil_landscape.yaml         # optional: score every result under this config's objective (nst.score)
+    max_points: 1000                  # refuse a larger sweep (--max-points N overrides): counted before expanding
 
 The points are the product of the blocks that are given (images x grid x zip x points x random samples).
 Each point is the base config with ``set``, then its own values, as ``--set`` strings; relative paths in
 values resolve against the sweep file's folder, and a mapping value replaces the base's mapping. Its run
 folder is ``<runs_dir>/<base name>-<run key>``: the key digests the resolved config (less what cannot change
 the result), so an unchanged point finds its old folder and a changed point gets a new one.
+
+A sweep's size is bounded before anything is built: the file's YAML, its aliases expanded, may hold at most
+:data:`MAX_YAML_NODES` values, and the points are counted from the blocks' lengths (:func:`count_points`) and
+refused above ``max_points`` in one line, before a single point (or random sample) is made.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from nst.kinds import Kind, kind_of_file
 UNKEYED = ("output_dir", "progress", "snapshots")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 FREE_SECTIONS = ("grid", "zip")  # key -> list of any YAML values
+MAX_POINTS = 1000  # default max_points: a point is a run; expanding one takes ~10 ms (config checks)
+MAX_YAML_NODES = 100_000  # values in a sweep file once its aliases are expanded (a 440-byte file can hold 10^9)
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class SweepFile:
     resources: Resources = field(default_factory=Resources)
     score: Union[str, None] = None  # an nst config whose objective scores every result
     thumbnail: int = 160  # contact sheet thumbnail long side, px
+    max_points: int = MAX_POINTS  # a larger sweep is refused before it is expanded (--max-points overrides)
     path: str = ""  # filled in by the loader
 
 
@@ -157,6 +165,37 @@ def _free_values(raw: dict, where: str) -> None:
             choice[key] = [json.dumps(v) for v in values]
 
 
+def expanded_size(data: Any, limit: int) -> int:
+    """How many values ``data`` holds with every YAML alias expanded (a shared node counts each time it is
+    reached), computed on the shared graph; stops counting past ``limit``."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes or not isinstance(node, (dict, list)):
+            continue
+        children = [c for c in (list(node.keys()) + list(node.values()) if isinstance(node, dict) else node)
+                    if isinstance(c, (dict, list))]
+        if not done:
+            if id(node) in visiting:
+                return limit + 1  # an alias of its own container: it never ends
+            visiting.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        leaves = (2 * len(node) if isinstance(node, dict) else len(node)) - len(children)
+        sizes[id(node)] = min(limit + 1, 1 + leaves + sum(sizes.get(id(c), 1) for c in children))
+    return sizes.get(id(data), 1)
+
+
+def check_size(raw: dict, where: str) -> None:
+    size = expanded_size(raw, MAX_YAML_NODES)
+    if size > MAX_YAML_NODES:
+        raise UserError(f"{where} holds over {MAX_YAML_NODES:,} values once its YAML aliases (&name / *name) are "
+                        f"expanded; write the axes out, or split the sweep")
+
+
 def check_sweep(s: SweepFile) -> None:
     if not s.base:
         raise UserError("sweep key 'base' is required: the run config every point starts from")
@@ -182,6 +221,8 @@ def check_sweep(s: SweepFile) -> None:
         raise UserError(f"sweep key 'resources' needs cpus > 0 and gpus >= 0, got {s.resources}")
     if not 16 <= s.thumbnail <= 1024:
         raise UserError(f"sweep key 'thumbnail' must be in 16..1024 px, got {s.thumbnail}")
+    if s.max_points < 1:
+        raise UserError(f"sweep key 'max_points' must be at least 1, got {s.max_points}")
     if s.score and not Path(s.score).is_file():
         raise UserError(f"sweep key 'score': config file not found: {s.score}")
 
@@ -191,6 +232,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepFile:
     after the file's ``set`` for every point; their relative paths resolve against the current folder."""
     path = Path(path)
     raw = read_yaml(path)
+    check_size(raw, f"sweep file {path}")
     _free_values(raw, f"sweep file {path}")
     folder = path.resolve().parent
     for k in PATH_KEYS:
@@ -249,6 +291,33 @@ def random_points(r: RandomSpec) -> list[dict[str, str]]:
     return out
 
 
+def count_points(s: SweepFile) -> int:
+    """The number of points :func:`expand` would make, from the blocks' lengths alone (nothing is built)."""
+    n = 1
+    for key, folder in s.images.items():
+        n *= len(folder_images(folder, key))
+    for values in s.grid.values():
+        n *= len(values)
+    if s.zip:
+        n *= len(next(iter(s.zip.values())))
+    if s.points:
+        n *= len(s.points)
+    if s.random.samples:
+        n *= s.random.samples
+    return n
+
+
+def check_count(s: SweepFile, max_points: int | None = None) -> int:
+    """The point count, or a one-line refusal when it passes ``max_points`` (default: the file's)."""
+    limit = s.max_points if max_points is None else max_points
+    n = count_points(s)
+    if n > limit:
+        shown = f"{n:,}" if n < 10**15 else f"about 10^{len(str(n)) - 1}"
+        raise UserError(f"sweep {Path(s.path).name or 'file'} has {shown} points, over the limit of {limit:,}; "
+                        f"narrow its axes, or raise the limit with max_points in the file or --max-points N")
+    return n
+
+
 def blocks(s: SweepFile) -> list[list[dict[str, str]]]:
     """Each given axis block as a list of partial points (key -> value as YAML text)."""
     out = []
@@ -295,8 +364,11 @@ def short(value: Any) -> str:
     return str(value)
 
 
-def expand(s: SweepFile) -> tuple[Kind, list[Point]]:
-    """Every point of the sweep, each with its resolved config or the one-line reason it has none."""
+def expand(s: SweepFile, max_points: int | None = None) -> tuple[Kind, list[Point]]:
+    """Every point of the sweep, each with its resolved config or the one-line reason it has none.
+
+    Counted first (:func:`check_count`): a sweep over ``max_points`` (default: the file's) is refused unbuilt."""
+    check_count(s, max_points)
     kind = kind_of_file(s.base)
     base = Path(s.base)
     common = list(s.set)  # already resolved by load_sweep
@@ -306,7 +378,8 @@ def expand(s: SweepFile) -> tuple[Kind, list[Point]]:
         if _is_key_error(str(exc)):
             raise UserError(f"sweep 'set': {exc}") from None  # a bad value here fails every point below
     points = []
-    for i, combo in enumerate(itertools.product(*blocks(s)) if blocks(s) else [()]):
+    axes = blocks(s)
+    for i, combo in enumerate(itertools.product(*axes) if axes else [()]):
         merged: dict[str, str] = {}
         for part in combo:
             merged.update(part)

@@ -14,6 +14,7 @@ from typing import Union
 
 from nst.config import PATH_KEYS, NSTConfig, check_choices, check_nst, load_config
 from nst.errors import UserError
+from nst.video.io import MAX_FPS, MIN_FPS
 
 FLOW_METHODS = ("dis", "farneback")  # nst/video/flow.py
 TEMPORAL_FORMS = ("paper", "sum")  # nst/video/temporal.py
@@ -28,7 +29,7 @@ class VideoSection:
     temporal_weight: float = 1e7  # gamma (0 = no temporal loss); README "Video" has how it was chosen
     temporal_form: str = "paper"  # paper: sum c (x - w)^2 / (H W 3) (Ruder et al. eq. 7) | sum: without the / D
     init: str = "warped"  # warped: previous result warped by the flow (Ruder et al.) | frame: the config's init
-    folder_fps: float = 24.0  # frames per second of a folder of frames (a video file keeps its own)
+    folder_fps: float = 24.0  # frames per second of a folder of frames, 0.1..240 (a video file keeps its own)
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,9 @@ def check_video(cfg: VideoConfig) -> None:
                         f"({v.start_frame})")
     if v.temporal_weight < 0:
         raise UserError(f"config key 'video.temporal_weight' must not be negative, got {v.temporal_weight}")
-    if not v.folder_fps > 0:
-        raise UserError(f"config key 'video.folder_fps' must be positive, got {v.folder_fps}")
+    if not MIN_FPS <= v.folder_fps <= MAX_FPS:
+        raise UserError(f"config key 'video.folder_fps' must be in {MIN_FPS:g}..{MAX_FPS:g} frames per second, got "
+                        f"{v.folder_fps:g}")
     if cfg.snapshots:
         raise UserError("config key 'snapshots' must be [] for video: every frame is saved in frames/")
     if cfg.init.method == "file":

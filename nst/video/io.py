@@ -23,6 +23,8 @@ import numpy as np
 from nst.errors import UserError
 from nst.images import read_image, resize, save_png, target_size
 
+MIN_FPS, MAX_FPS = 0.1, 240.0  # frame rates a clip (or video.folder_fps) may have
+MAX_CLIP_BYTES = 4 << 30  # the clip's frames are held in memory at the run's size: past this, a part of it
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_CODECS = {".mp4": ("libx264", "yuv420p"), ".mov": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p")}
 VIDEO_SUFFIXES = (*VIDEO_CODECS, ".gif")
@@ -39,6 +41,7 @@ class Clip:
     source: Path
     source_size: tuple[int, int]  # (width, height) before resizing
     audio: bool  # the source has an audio stream (video files only)
+    note: str = ""  # what the reader noticed (a file that ends before its header says it does)
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -53,6 +56,16 @@ def even_size(shape_hw: tuple[int, int], size) -> tuple[int, int]:
 
 def _natural(name: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _held(frames: list[np.ndarray], name: str) -> None:
+    """Refuse a clip whose frames (at the run's size) would not fit the memory they are held in."""
+    held = sum(f.nbytes for f in frames)
+    if held > MAX_CLIP_BYTES:
+        h, w = frames[0].shape[:2]
+        raise UserError(f"input clip {name}: {len(frames)} frames at {w}x{h} already take {held / 2**30:.1f} GB, "
+                        f"over the {MAX_CLIP_BYTES / 2**30:.0f} GB a clip may hold in memory; stylise a part "
+                        f"(video.start_frame, video.end_frame) or lower image.size")
 
 
 def _fit(frame: np.ndarray, size, what: str) -> np.ndarray:
@@ -87,6 +100,8 @@ def _read_folder(path: Path, size, start, end, folder_fps, max_pixels) -> Clip:
             raise UserError(f"frame {f.name} is {raw.shape[1]}x{raw.shape[0]}, the first frame "
                             f"{source_size[0]}x{source_size[1]}: a clip's frames must share one size")
         frames.append(_fit(raw, size, f"frame {f.name}"))
+        if len(frames) % 64 == 0:
+            _held(frames, path.name)
     return Clip(frames, Fraction(folder_fps).limit_denominator(1001), start, path, source_size or (0, 0), False)
 
 
@@ -95,16 +110,20 @@ def _read_video(path: Path, size, start, end, max_pixels) -> Clip:
 
     if path.stat().st_size == 0:
         raise UserError(f"input clip is an empty file: {path}")
-    frames, source_size = [], (0, 0)
+    frames, source_size, i = [], (0, 0), -1
     try:
-        with av.open(str(path)) as container:
+        # metadata_errors: a tag that is not UTF-8 (a damaged header) must not stop a clip that decodes
+        with av.open(str(path), metadata_errors="replace") as container:
             if not container.streams.video:
                 raise UserError(f"input clip {path} has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             fps = stream.average_rate or stream.guessed_rate or stream.base_rate
-            if not fps:
-                raise UserError(f"input clip {path}: its frame rate cannot be read")
+            if not fps or not MIN_FPS <= float(fps) <= MAX_FPS:
+                raise UserError(f"input clip {path}: its frame rate {'cannot be read' if not fps else f'{float(fps):g} fps'}"
+                                f" (a damaged header?); a clip must be {MIN_FPS:g}..{MAX_FPS:g} fps")
+            declared = stream.frames or (round(float(container.duration / 1e6) * float(fps))
+                                         if container.duration else 0)
             audio = bool(container.streams.audio)
             for i, frame in enumerate(container.decode(stream)):
                 if end is not None and i >= end:
@@ -114,11 +133,24 @@ def _read_video(path: Path, size, start, end, max_pixels) -> Clip:
                                     f"{max_pixels:,} pixels (image.max_input_pixels)")
                 if i < start:
                     continue
+                if frames and (frame.width, frame.height) != source_size:
+                    raise UserError(f"input clip {path.name} changes size at frame {i} ({frame.width}x{frame.height}"
+                                    f", before {source_size[0]}x{source_size[1]}): a clip's frames must share one size")
                 source_size = (frame.width, frame.height)
                 frames.append(_fit(frame.to_ndarray(format="rgb24"), size, f"frame {i} of {path.name}"))
-    except av.FFmpegError as exc:
-        raise UserError(f"input clip {path} could not be decoded (not a video, or corrupt?): {exc}") from None
-    return Clip(frames, Fraction(fps), start, path, source_size, audio)
+                if len(frames) % 64 == 0:
+                    _held(frames, path.name)
+    except (av.FFmpegError, UnicodeDecodeError, MemoryError) as exc:
+        # FFmpeg's own words mislead here ("Cannot allocate memory", "End of file", "avcodec_send_packet()")
+        where = f" from frame {i + 1} on" if i >= 0 else ""
+        codec = " (its codec cannot be decoded here)" if "Decoder not found" in str(exc) else ""
+        raise UserError(f"input clip {path} is corrupt or not a video: it cannot be decoded{where}{codec}") from None
+    if not frames and i < 0:
+        raise UserError(f"input clip {path} is corrupt or not a video: it decodes to no frames")
+    got = i + 1 if end is None or i < end else end
+    note = (f"notice: input clip {path.name} ended after {got} frames, its header says {declared}: cut short?"
+            if end is None and declared and got < 0.9 * declared else "")
+    return Clip(frames, Fraction(fps), start, path, source_size, audio, note)
 
 
 def frame_name(index: int) -> str:
@@ -147,37 +179,46 @@ def write_video(frames: Iterable[np.ndarray], path: str | Path, fps, audio_from:
         raise UserError(f"output video {path.name}: unknown kind; use one of {', '.join(VIDEO_SUFFIXES)}")
     tmp = path.with_name(f".{path.stem}.tmp{suffix}")
     try:
-        if suffix == ".gif":
-            if audio_from:
-                log("notice: .gif holds no audio; the clip's sound is left out")
-            _write_gif(frames, tmp, fps)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-            return False
-        codec, pix_fmt = VIDEO_CODECS[suffix]
-        with av.open(str(tmp), "w") as out:
-            stream = None
-            audio = _AudioCopy(out, suffix, *audio_from, log) if audio_from else None
-            for frame in frames:
-                if stream is None:
-                    stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001000))
-                    stream.height, stream.width = frame.shape[:2]
-                    stream.pix_fmt = pix_fmt
-                    if codec == "libx264":
-                        stream.options = {"crf": "18"}
-                    if audio:
-                        audio.start()  # streams must all exist before the first packet
-                vf = av.VideoFrame.from_ndarray(np.clip(np.rint(frame), 0, 255).astype(np.uint8), format="rgb24")
-                out.mux(stream.encode(vf))
-            if stream is None:
-                raise UserError(f"no frames to write into {path}")
-            out.mux(stream.encode(None))
-            wrote_audio = audio.finish() if audio else False
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        return wrote_audio
+        return _encode(frames, path, tmp, suffix, fps, audio_from, log)
+    except (OSError, av.FFmpegError) as exc:  # a full disk, a folder gone: one line, no half-made video
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise UserError(f"cannot write the video {path}: {why}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _encode(frames, path: Path, tmp: Path, suffix: str, fps, audio_from, log) -> bool:
+    import av
+
+    if suffix == ".gif":
+        if audio_from:
+            log("notice: .gif holds no audio; the clip's sound is left out")
+        _write_gif(frames, tmp, fps)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return False
+    codec, pix_fmt = VIDEO_CODECS[suffix]
+    with av.open(str(tmp), "w") as out:
+        stream = None
+        audio = _AudioCopy(out, suffix, *audio_from, log) if audio_from else None
+        for frame in frames:
+            if stream is None:
+                stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001000))
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = pix_fmt
+                if codec == "libx264":
+                    stream.options = {"crf": "18"}
+                if audio:
+                    audio.start()  # streams must all exist before the first packet
+            vf = av.VideoFrame.from_ndarray(np.clip(np.rint(frame), 0, 255).astype(np.uint8), format="rgb24")
+            out.mux(stream.encode(vf))
+        if stream is None:
+            raise UserError(f"no frames to write into {path}")
+        out.mux(stream.encode(None))
+        wrote_audio = audio.finish() if audio else False
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return wrote_audio
 
 
 def _write_gif(frames: Iterable[np.ndarray], path: Path, fps) -> None:
@@ -197,7 +238,7 @@ class _AudioCopy:
     def __init__(self, out, suffix: str, source: Path, t0: float, t1: float, log):
         import av
 
-        self.src = av.open(str(source))
+        self.src = av.open(str(source), metadata_errors="replace")
         if not self.src.streams.audio:
             self.src.close()
             self.src = None

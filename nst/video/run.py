@@ -18,6 +18,7 @@ from nst.determinism import seed_everything
 from nst.errors import UserError
 from nst.events import Cancelled, Control, Progress
 from nst.inputs import load_styles
+from nst.outputs import Interrupted
 from nst.progress import ProgressPrinter
 from nst.run import config_from_args
 from nst.video.config import VIDEO_SUFFIXES, VideoConfig, load_video_config
@@ -85,9 +86,31 @@ def require_extra() -> None:
                         f"{', '.join(missing)})")
 
 
+def check_outputs(cfg: VideoConfig, video_path: Path, out: Path) -> None:
+    """Never overwrite an input: the video is none of the config's files, and the run folder (and its
+    ``frames/``) is not the clip's folder of frames."""
+    video = video_path.resolve()
+    inputs = {"the input clip": cfg.content, "init.path": cfg.init.path, "model.weights": cfg.model.weights,
+              **{f"style image {s.path}": s.path for s in cfg.style}}
+    for what, path in inputs.items():
+        if path and Path(path).resolve() == video:
+            raise UserError(f"--output {video_path} is {what}: the stylised video would replace it; choose another "
+                            f"--output")
+    clip, folder = Path(cfg.content).resolve(), out.resolve()
+    if clip.is_dir() and (clip == folder or clip == folder / "frames" or folder / "frames" in clip.parents):
+        raise UserError(f"the run folder {out} would write its frames into the input clip's folder {cfg.content}; "
+                        f"choose another --output")
+    if video.parent == (folder / "frames"):
+        raise UserError(f"--output {video_path} lies in the run's frames/ folder; choose another --output")
+
+
 def execute(cfg: VideoConfig, video_path: Path | None = None, restart: bool = False, loaded_weights=None,
             control: Control | None = None) -> dict:
-    """One video run; returns run.json's record (status finished / cancelled)."""
+    """One video run; returns run.json's record (status finished / cancelled).
+
+    The run folder's contract is :mod:`nst.video.record`'s (lock, space, atomic writes, failures recorded);
+    a UserError (bad input, a failed write) leaves with run.json saying ``failed`` once the run has begun.
+    """
     from nst.video.io import read_clip, write_video
     from nst.video.record import VideoRun
 
@@ -97,28 +120,41 @@ def execute(cfg: VideoConfig, video_path: Path | None = None, restart: bool = Fa
     h, w = clip.hw
     say(f"clip {clip.source.name}: {len(clip.frames)} frames (from {clip.start}) {clip.source_size[0]}x"
         f"{clip.source_size[1]} -> {w}x{h} at {float(clip.fps):.3g} fps{', with audio' if clip.audio else ''}")
+    if clip.note:
+        say(clip.note)
     styles = load_styles(cfg, max(clip.hw))
+    out = Path(cfg.output_dir)
+    video_path = Path(video_path or out / "video.mp4")
+    check_outputs(cfg, video_path, out)
+    n = len(clip.frames)
+    run = VideoRun(out, to_dict(cfg), Path(cfg.content), n, clip.hw, restart, video_path)
+    try:
+        if video_path.exists() and not run.video_owned:
+            raise UserError(f"{video_path} exists and no earlier run of {out} wrote it; move it away or choose "
+                            f"another --output")
+        return _run_frames(cfg, clip, styles, run, video_path, loaded_weights, control or Control(), write_video)
+    finally:
+        run.close()
 
+
+def _run_frames(cfg, clip, styles, run, video_path: Path, loaded_weights, control: Control, write_video) -> dict:
     from nst.recipe import TransferRecipe
     from nst.transfer import make_extractors
     from nst.video.stylize import ClipStylizer
 
+    v, n, out = cfg.video, len(clip.frames), run.out_dir
     weights, info = loaded_weights or load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
     recipe = TransferRecipe.of(cfg, info.network)  # unknown layers fail here
     say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
-    out = Path(cfg.output_dir)
-    video_path = video_path or out / "video.mp4"
-    n = len(clip.frames)
-    run = VideoRun(out, to_dict(cfg), Path(cfg.content), n, info, restart)
-    if run.done:
-        say(f"resuming after frame {run.done}/{n} (frames in {run.frames_dir})")
-    say(f"output -> {video_path} and {out}/")
     seed_everything(cfg.seed)
     extractors = make_extractors(recipe, weights)
     printer = FramePrinter(n, cfg.progress.every, cfg.progress.quiet)
-    control = control or Control()
-    control.subscribers[:0] = [run, printer]
     try:
+        run.begin(info)
+        if run.done:
+            say(f"resuming after frame {run.done}/{n} (frames in {run.frames_dir})")
+        say(f"output -> {video_path} and {out}/")
+        control.subscribers[:0] = [run, printer]
         stylizer = ClipStylizer(cfg, extractors, styles, clip.frames[0], n, say, cache_dir())
         previous = run.previous_result()
         for i in range(run.done, n):
@@ -137,26 +173,34 @@ def execute(cfg: VideoConfig, video_path: Path | None = None, restart: bool = Fa
                 say(f"frame {i + 1}/{n} done in {seconds:.1f} s ({result.iterations} it"
                     + (f", {100 * result.info['reliable']:.0f}% of pixels reliable" if "reliable" in result.info else "")
                     + f"); clip {_clock(printer.clip_left())} left")
-        run.close()
+        run.close_csv()
         frames = (run.frame_image(k) for k in range(1, n + 1))
         t0, t1 = clip.start / clip.fps, (clip.start + n) / clip.fps
         audio = write_video(frames, video_path, clip.fps, (clip.source, float(t0), float(t1)) if clip.audio else None,
                             say)
+        done = run.write("finished", video=str(video_path), audio=audio, fps=str(clip.fps),
+                         precision=stylizer.choice.record())
     except Cancelled as exc:
-        run.close()
+        trouble = run.abort("cancelled")
+        if trouble:
+            raise UserError(f"run cancelled, but run.json could not be updated ({trouble})") from None
         say(f"cancelled: {exc}; {run.done} of {n} frames kept; the same command resumes")
-        return run.write("cancelled")
+        return run.last or {"status": "cancelled", "frames_done": run.done}
     except KeyboardInterrupt:
-        run.close()
-        run.write("interrupted")
-        say(f"interrupted after frame {run.done}/{n}; the same command resumes")
+        trouble = run.abort("interrupted")
+        kept = (f"run.json (status interrupted) and {run.done} of {n} frame{'s' * (n != 1)} kept in {out}; the same "
+                f"command resumes" if run.begun and not trouble else
+                f"{run.done} of {n} frames kept in {out}" + (f"; run.json could not be updated ({trouble})"
+                                                              if trouble else ""))
+        raise Interrupted(kept) from None
+    except UserError as exc:
+        trouble = run.abort("failed", str(exc))
+        if trouble:
+            raise UserError(f"{exc}; run.json could not be updated either ({trouble})") from None
         raise
-    except BaseException:
-        run.close()
-        run.write("failed")
+    except BaseException as exc:
+        run.abort("failed", f"{type(exc).__name__}: {exc}")
         raise
-    done = run.write("finished", video=str(video_path), audio=audio, fps=str(clip.fps),
-                     precision=stylizer.choice.record())
     say(f"done: {video_path} ({n} frames, audio {'copied' if audio else 'none'}); frames in {run.frames_dir}")
     return done
 

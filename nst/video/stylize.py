@@ -26,7 +26,8 @@ from nst.engine import Extractors, Numerics, choose_path, run_plan
 from nst.events import Control
 from nst.features import FeatureExtractor
 from nst.objective import Objective
-from nst.terms import content_targets, style_targets
+from nst.style_forms import style_targets
+from nst.terms import content_targets
 from nst.plan import Scale
 from nst.recipe import TransferRecipe
 from nst.transfer import Targets, initial_image, make_objective, prepare_styles, stylize
@@ -64,8 +65,8 @@ class ClipStylizer:
         key = extractor.precision
         content = content_targets(extractor, frame, list(self.recipe.content_layers))
         if key not in self._objectives:
-            grams = style_targets(extractor, self.styles, list(self.recipe.style_layers))
-            base = make_objective(extractor, Targets(content, grams), self.recipe)
+            style = style_targets(extractor, self.styles, self.recipe)
+            base = make_objective(extractor, Targets(content, style), self.recipe)
             v = self.cfg.video
             self._objectives[key] = Objective(extractor, {**base.terms, "temporal": TemporalTerm(
                 self.hw, v.temporal_weight, v.temporal_form)})
