@@ -145,9 +145,9 @@ def connect(address: str | None, local: bool = False, timeout: float = 10.0, mod
     try:
         ray.init(address=target, runtime_env=runtime_env, log_to_driver=False, include_dashboard=False,
                  logging_level="ERROR")
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UserError(f"cannot start or join Ray at {address or 'this machine'}: "
-                        f"{str(exc).strip().splitlines()[0][:200]}") from None
+    except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception too ("node timed out during startup")
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise UserError(f"cannot start or join Ray at {address or 'this machine'}: {lines[0][:200]}") from None
     return True
 
 

@@ -33,7 +33,7 @@ from nst.events import Control, Progress
 from nst.features import FeatureExtractor
 from nst.objective import Objective
 from nst.optimize import OPTIMIZERS
-from nst.plan import Scale, total_iterations
+from nst.plan import Scale, plan_work, seconds_left, total_iterations
 from nst.parameterize import Counter
 from nst.parameterize import make as make_parameterization
 from nst.precision import Choice, Path_, choose, time_step
@@ -171,6 +171,10 @@ class _Run:
     done: int = 0
     notes: list[str] = field(default_factory=list)
     evals: Counter = field(default_factory=Counter)  # loss+gradient evaluations (line searches included)
+    work: list = field(default_factory=list)  # plan_work(plan): what the time-left estimate counts
+
+    def __post_init__(self) -> None:
+        self.work = plan_work(self.plan)
 
     @property
     def tile_passes(self) -> int:
@@ -184,9 +188,11 @@ class _Run:
             self.done += 1
             vals = {k: float(v) for k, v in terms.items()}
             total = vals.pop("total")
-            self.control.emit(Progress(self.done, vals, total, time.perf_counter() - self.start,
+            seconds = time.perf_counter() - self.start
+            self.control.emit(Progress(self.done, vals, total, seconds,
                                        decode(img) if canvas is None else canvas, self.total, index, len(self.plan),
                                        path.name, tile_passes=self.tile_passes, evaluations=self.evals.n,
+                                       seconds_left=seconds_left(self.work, index, self.done, seconds),
                                        **(tile or {})))
 
         return report

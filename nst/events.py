@@ -53,6 +53,7 @@ class Progress:
     tile_pass: int = 0
     tile_passes: int = 0
     evaluations: int = 0  # loss+gradient evaluations so far in this engine call (line searches included)
+    seconds_left: float = -1.0  # the engine's estimate from the plan's pixel-iterations still to do (-1: none)
 
     @property
     def size(self) -> tuple[int, int]:

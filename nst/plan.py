@@ -64,6 +64,19 @@ def plan_work(plan: list[Scale]) -> list[tuple[int, int]]:
     return [s.work() for s in plan]
 
 
+def seconds_left(work: list[tuple[int, int]], phase: int, iteration: int, seconds: float) -> float:
+    """Time left after ``iteration`` (1-based over the run) at ``seconds``, from the pixel-iterations still to do
+    (``work``: (pixels a step, iterations) per scale, :func:`plan_work`), so coarse scales do not promise a print
+    in seconds. Without the phase in ``work``, a linear guess."""
+    total = sum(n for _, n in work)
+    if not work or phase >= len(work):
+        return seconds / max(iteration, 1) * max(total - iteration, 0)
+    before = sum(n for _, n in work[:phase])
+    px, n = work[phase]
+    done = sum(p * k for p, k in work[:phase]) + px * min(max(iteration - before, 0), n)
+    return seconds / max(done, 1) * (sum(p * k for p, k in work) - done)
+
+
 def total_iterations(plan: list[Scale]) -> int:
     return sum(s.work()[1] for s in plan)
 

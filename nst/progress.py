@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from nst.events import Progress
+from nst.plan import seconds_left
 
 
 class ProgressPrinter:
@@ -21,12 +22,11 @@ class ProgressPrinter:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def seconds_left(self, ev: Progress, total: int) -> float:
-        if not self.work or ev.phase >= len(self.work):  # a rough ETA: coarse scales are cheaper than the last
+        if ev.seconds_left >= 0:  # the engine's estimate from its plan
+            return ev.seconds_left
+        if not self.work:  # a rough ETA: coarse scales are cheaper than the last
             return ev.seconds / ev.iteration * (total - ev.iteration)
-        before = sum(n for _, n in self.work[:ev.phase])
-        px, n = self.work[ev.phase]
-        done = sum(p * k for p, k in self.work[:ev.phase]) + px * min(max(ev.iteration - before, 0), n)
-        return ev.seconds / max(done, 1) * (sum(p * k for p, k in self.work) - done)
+        return seconds_left(self.work, ev.phase, ev.iteration, ev.seconds)
 
     def line(self, ev: Progress) -> str:
         width, total = 20, ev.total_iterations or self.total

@@ -1,10 +1,12 @@
-"""``python -m studio [--port N] [--host H --token T] [--allow-host NAME] [--folder DIR]``: start the studio.
+"""``python -m studio [--port N] [--host H --token T] [--allow-host NAME] [--folder DIR] [--ray | --address A]``:
+start the studio.
 
 Loopback only by default; any other interface needs a token (the page is a remote control for the machine's
 compute and files). The socket is bound here, before the server starts, so a name that does not resolve or
 a port in use is one ``error:`` line; the names the server answers to (its Host check, :mod:`studio.guard`)
 follow from the address it is bound to. Ctrl-C (or kill) cancels the running job, which records its folder
-as the CLI would.
+as the CLI would. ``--ray`` / ``--address`` (:mod:`nst.cluster`, the CLIs' flags) send a print's tiles to Ray
+workers; the address is checked here, so a studio never starts pointing at a cluster that is not there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import ipaddress
 import secrets
 import socket
 
+from nst import cluster
 from nst.cli import run_main, say
 from nst.errors import UserError
 
@@ -31,7 +34,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "PORT when it is not the studio's own (an SSH tunnel: localhost:9000); the address of "
                         "--host, localhost, 127.0.0.1 and [::1] always work")
     p.add_argument("--folder", default="runs/studio", help="the studio folder: uploads/ and runs/ (default runs/studio)")
+    cluster.add_flags(p, "a print's tiles (runs whose scales are over tiles.max_pixels)")
     return p.parse_args(argv)
+
+
+def check_where(where: cluster.Where) -> None:
+    """Ray installed and the cluster reachable now (one ``error:`` line), not at the first print's start."""
+    if not where.parallel:
+        return
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UserError("Ray is not installed: pip install -e '.[cluster]' (or start the studio without "
+                        "--ray/--address)") from None
+    if where.address is not None:
+        target = cluster.auto_address() if where.address.strip() == "auto" else where.address.strip()
+        if target != "auto":
+            cluster.reachable(target, where.timeout)
 
 
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -83,6 +102,7 @@ def is_loopback(host: str) -> bool:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    where = cluster.where_from_args(args)
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
     token = secrets.token_urlsafe(16) if args.token == "random" else args.token
@@ -95,17 +115,18 @@ def main(argv: list[str]) -> int:
     except ImportError as exc:
         raise UserError(f"the studio needs its extra: pip install -e \".[studio]\" ({exc.name} is missing)") from None
 
+    check_where(where)
     sock = listen(args.host, args.port)
     hosts, any_ip = answer_names(args.host, args.allow_host)
     try:
-        app = create_app(args.folder, token, hosts=hosts, any_ip=any_ip)
+        app = create_app(args.folder, token, hosts=hosts, any_ip=any_ip, where=where)
     except BaseException:
         sock.close()
         raise
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
     server = _Server(config, app.state.studio.manager)
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    say(f"studio: folder {app.state.studio.folders.root}")
+    say(f"studio: folder {app.state.studio.folders.root}; a print's tiles run {where.describe()}")
     server.announce = lambda port: say(f"studio: open http://{shown}:{port}/" + (f"?token={token}" if token else ""))
     server.run(sockets=[sock])
     return 0

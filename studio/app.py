@@ -44,9 +44,9 @@ def error(message: str, status: int = 400) -> JSONResponse:
 class Studio:
     """The state behind the routes: the folders and the run manager."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, where=None):
         self.folders = Folders(folder)
-        self.manager = Manager(self.folders.runs)
+        self.manager = Manager(self.folders.runs, where)
 
     def live(self) -> dict[str, dict]:
         return {j.id: j.summary() for j in self.manager.jobs.values()}
@@ -64,9 +64,11 @@ class Studio:
             self.folders.confine(value, f"config key '{key}':")
 
 
-def create_app(folder: str | Path, token: str | None = None, hosts=LOOPBACK_NAMES, any_ip: bool = False) -> Starlette:
-    """The app; ``hosts`` (and ``any_ip``) are the names its Host header may carry (:class:`studio.guard.Guard`)."""
-    studio = Studio(folder)
+def create_app(folder: str | Path, token: str | None = None, hosts=LOOPBACK_NAMES, any_ip: bool = False,
+               where=None) -> Starlette:
+    """The app; ``hosts`` (and ``any_ip``) are the names its Host header may carry (:class:`studio.guard.Guard`);
+    ``where`` (:class:`nst.cluster.Where`): where a print's tiles run (None: here, one after another)."""
+    studio = Studio(folder, where)
 
     async def index(request: Request) -> Response:
         response = FileResponse(STATIC / "index.html")

@@ -47,6 +47,11 @@ class Job:
     phase: int = 0
     phases: int = 1
     size: tuple = (0, 0)
+    tile: int = 0  # prints: the tile of the last iteration (1-based within its pass; 0: a whole image)
+    tiles: int = 0
+    tile_pass: int = 0
+    tile_passes: int = 0
+    seconds_left: float = -1.0  # the engine's estimate (-1: none yet)
     losses: list = field(default_factory=list)  # one {iteration, total, content, style, tv, phase} per iteration
     preview: bytes | None = None
     preview_version: int = 0
@@ -61,6 +66,8 @@ class Job:
         out = {"id": self.id, "kind": self.kind, "label": self.label, "status": self.status, "message": self.message,
                "iteration": self.iteration, "total_iterations": self.total_iterations or self.cfg.optimizer.iterations,
                "phase": self.phase, "phases": self.phases, "size": list(self.size),
+               "tile": self.tile, "tiles": self.tiles, "tile_pass": self.tile_pass, "tile_passes": self.tile_passes,
+               "seconds_left": round(self.seconds_left, 1),
                "preview_version": self.preview_version, "created": self.created}
         if with_losses:
             out["losses"] = list(self.losses)
@@ -91,8 +98,9 @@ def png_bytes(image, max_side: int | None = None) -> bytes:
 class Manager:
     """The queue, the worker thread, and the live state pages poll (``version`` grows at every change)."""
 
-    def __init__(self, runs_dir: Path):
+    def __init__(self, runs_dir: Path, where=None):
         self.runs_dir = runs_dir
+        self.where = where  # nst.cluster.Where: where a print's tiles run (None: here, one after another)
         self.jobs: dict[str, Job] = {}
         self.queue: deque[Job] = deque()
         self.current: Job | None = None
@@ -160,7 +168,8 @@ class Manager:
         with self.lock:
             return {"version": self.version,
                     "current": self.current.summary(with_losses=True) if self.current else None,
-                    "queue": [j.summary() for j in self.queue]}
+                    "queue": [j.summary() for j in self.queue],
+                    "where": self.where.describe() if self.where is not None else "here, serially"}
 
     def wait(self, version: int, timeout: float) -> int:
         """Block until the state's version passes ``version`` (or ``timeout``); returns the version now."""
@@ -211,6 +220,8 @@ class Manager:
         def on_progress(ev: Progress) -> None:
             job.iteration, job.total_iterations = ev.iteration, ev.total_iterations
             job.phase, job.phases, job.size = ev.phase, ev.phases, ev.size
+            job.tile, job.tiles, job.tile_pass, job.tile_passes = ev.tile, ev.tiles, ev.tile_pass, ev.tile_passes
+            job.seconds_left = ev.seconds_left
             job.losses.append({"iteration": ev.iteration, "total": ev.total, "content": ev.content,
                                "style": ev.style, "tv": ev.tv, "phase": ev.phase})
             now = time.monotonic()
@@ -226,7 +237,9 @@ class Manager:
                 raise _CancelledEarly
             from nst.kinds import kind
 
-            record = kind(job.kind).execute(job.cfg, loaded_weights=self._loaded_weights(job.cfg), control=job.control)
+            extra = {"where": self.where} if self.where is not None and self.where.parallel else {}
+            record = kind(job.kind).execute(job.cfg, loaded_weights=self._loaded_weights(job.cfg), control=job.control,
+                                            **extra)
             job.status = record.get("status", "failed")
             job.message = record.get("stop_reason", "")
         except _CancelledEarly:

@@ -104,3 +104,17 @@ def test_nothing_tiled_runs_here_without_ray(run_inprocess, make_config, tmp_pat
     assert res.rc == 0, res.err
     assert "notice: no scale of this run is over tiles.max_pixels" in res.err
     assert (out / "result.png").is_file()
+
+
+def test_ray_that_fails_to_start_is_one_line(monkeypatch):
+    """Ray raises a bare Exception when its node times out starting (seen under load): one UserError line."""
+    ray = pytest.importorskip("ray")
+    from nst.cluster import connect
+
+    def boom(**_kw):
+        raise Exception("The current node timed out during startup. This could happen because ...\nmore")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", boom)
+    with pytest.raises(UserError, match=r"^cannot start or join Ray at this machine: The current node timed out"):
+        connect(None)

@@ -192,6 +192,8 @@ def ray_local():
     import sys
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the stubs go to the workers by value
+    # Ray starts workers 15 nice levels below the driver: on a loaded machine they would get only the leftovers
+    os.environ.setdefault("RAY_worker_niceness", "0")
     for attempt in range(3):
         try:  # a Ray of our own with 2 CPUs; the workers import this checkout (the driver's sys.path)
             ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")

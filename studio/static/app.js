@@ -425,6 +425,12 @@ function connectEvents() {
   es.onmessage = (m) => onState(JSON.parse(m.data));
   es.onerror = () => { $("#queue").textContent = "(reconnecting to the studio…)"; };
 }
+function timeLeft(job) {
+  // the engine's estimate from the plan's pixel-iterations still to do (prints: coarse scales are cheap)
+  if (job.status !== "running" || !(job.seconds_left >= 0) || job.iteration < 2) return "";
+  const s = job.seconds_left;
+  return s >= 600 ? ` · ${Math.round(s / 60)} min left` : ` · ${Math.round(s)} s left`;
+}
 function renderQueue(st) {
   const parts = [];
   if (st.current) parts.push(`running: ${st.current.label} (${st.current.iteration}/${st.current.total_iterations})`);
@@ -439,7 +445,8 @@ async function onState(st) {
     LIVE.watch = cur.id;
     $("#live-title").textContent = cur.label;
     const phase = cur.phases > 1 ? ` · phase ${cur.phase + 1}/${cur.phases}` : "";
-    $("#live-status").textContent = `${cur.status} · iteration ${cur.iteration}/${cur.total_iterations}${phase}` + (cur.size[0] ? ` · ${cur.size[1]}×${cur.size[0]} px` : "");
+    const tile = cur.tile ? ` · tile ${cur.tile}/${cur.tiles} pass ${cur.tile_pass}/${cur.tile_passes} (${st.where})` : "";
+    $("#live-status").textContent = `${cur.status} · iteration ${cur.iteration}/${cur.total_iterations}${phase}${tile}` + (cur.size[0] ? ` · ${cur.size[1]}×${cur.size[0]} px` : "") + timeLeft(cur);
     $("#live-status").className = "status-" + cur.status;
     $("#live-progress").value = cur.total_iterations ? cur.iteration / cur.total_iterations : 0;
     $("#cancel").disabled = false;
