@@ -215,7 +215,7 @@ class _LayerTerm:
         for n, w in self.layer_weights.items():
             f = feats[n]
             loss = self._layer_loss(n, flatten(f), _weights_for(self.masks[n], f, n))
-            total += w * (loss if self.units is None else self.units[n] * loss)
+            total += w * (loss if self.units is None else tf.cast(self.units[n], loss.dtype) * loss)
         return self.weight * total
 
 
@@ -421,5 +421,6 @@ class MRFTerm:
             raise RuntimeError("MRFTerm: call on_round(image) to match patches before evaluating")
         total = tf.constant(0.0)
         for n, w in self.layer_weights.items():
-            total += w * self.units[n] * mrf_loss(feats[n], self.matched[n], self.size)
+            loss = mrf_loss(feats[n], self.matched[n], self.size)
+            total += w * tf.cast(self.units[n], loss.dtype) * loss
         return self.weight * total
