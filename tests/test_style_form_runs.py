@@ -1,6 +1,5 @@
-"""loss.style_form through the real run: every form lowers its own style loss by its FALLS factor on the real VGG16
-(64 px),
-the terms it builds, and its bad input through the CLI (one error line, exit 2, nothing written)."""
+"""loss.style_form through the real run: every form lowers its own style loss by its FALLS factor on the real
+VGG16 (64 px), the terms it builds, and its bad input through the CLI (one error line, exit 2, nothing written)."""
 
 from __future__ import annotations
 
