@@ -69,15 +69,17 @@ def main() -> None:
     from nst.objective import Objective
     from nst.style_terms import MRFTerm
     from nst.terms import ContentTerm, content_targets
-    from nst.transfer import initial_image, layer_weights, make_extractor
+    from nst.recipe import TransferRecipe
+    from nst.transfer import initial_image, make_extractors
     from nst.weights import load_weights
 
     cfg = load_config(ROOT / "configs" / "oil_landscape.yaml", [f"image.size={args.size}", "precision=float32",
                                                                       "model.network=vgg16"])
     content, styles, _ = load_inputs(cfg, log=lambda _s: None)
     weights, info = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
-    extractor = make_extractor(cfg, weights, info.network, "float32")
-    content_w, style_w = layer_weights(cfg, info.network)
+    recipe = TransferRecipe.of(cfg, info.network)
+    extractor = make_extractors(recipe, weights)("float32")
+    content_w, style_w = recipe.content_layers, recipe.style_layers
     x0 = initial_image(cfg, content)
     image = tf.constant(x0[None])
     print(f"machine: {machine()}")

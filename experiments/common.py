@@ -59,12 +59,14 @@ class FigureConfig:
     full: list[str] = field(default_factory=list)  # overrides of the paper-settings mode (usually none)
     quick: list[str] = field(default_factory=list)  # overrides of --quick: small images, few iterations
     variants: list[Variant] = field(default_factory=list)
+    columns: list[Variant] = field(default_factory=list)  # a second axis (style_forms: one per loss.style_form)
     flatten: FlattenRule = field(default_factory=FlattenRule)
     docs: bool = False  # with --docs, a small copy goes to docs/<name>.png
     path: str = ""  # filled in by the loader: where this config was read from
 
 
-FIGURE_KINDS = ("loss_curves", "comparison", "doodle", "pooling", "weight_ratio", "style_layers", "content_layers")
+FIGURE_KINDS = ("loss_curves", "comparison", "doodle", "pooling", "weight_ratio", "style_layers", "content_layers",
+                "style_forms")
 
 
 def check_figure(cfg: FigureConfig) -> None:
@@ -74,7 +76,7 @@ def check_figure(cfg: FigureConfig) -> None:
         raise UserError("figure config key 'name' must be a file stem, e.g. fig3_1_loss_curves")
     if not cfg.base:
         raise UserError("figure config key 'base' must name the run config the figure starts from")
-    for text in [*cfg.full, *cfg.quick, *(s for v in cfg.variants for s in v.set)]:
+    for text in [*cfg.full, *cfg.quick, *(s for v in [*cfg.variants, *cfg.columns] for s in v.set)]:
         if "=" not in text:
             raise UserError(f"figure config override '{text}' must be key.path=value")
     if not 0 < cfg.flatten.window < 1 or cfg.flatten.threshold <= 0:

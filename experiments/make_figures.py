@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ SCRIPTS = {
     "weight_ratio": "experiments.fig_weight_ratio",
     "style_layers": "experiments.fig_style_layers",
     "content_layers": "experiments.fig_content_layers",
+    "style_forms": "experiments.fig_style_forms",
 }
 ORDER = list(SCRIPTS)  # the main run first, so the ablations find it finished
 DOCS_MAX_BYTES = 150_000
@@ -110,7 +112,10 @@ def main(argv: list[str]) -> int:
         entry = {"png": str(res.png), "csv": str(res.csv), "runs": res.runs, "seconds": round(res.seconds, 1),
                  "config": fig.path, "title": fig.title, **res.extra}
         if args.docs and fig.docs:
-            entry["docs"] = str(write_docs_png(res.png, Path(args.docs_dir) / res.png.name))
+            copy = res.extra.get("docs_copy")  # a figure that made its own small copy (a JPEG of paintings)
+            Path(args.docs_dir).mkdir(parents=True, exist_ok=True)
+            entry["docs"] = str(shutil.copyfile(copy, Path(args.docs_dir) / Path(copy).name) if copy else
+                                write_docs_png(res.png, Path(args.docs_dir) / res.png.name))
             say(f"[{fig.name}] docs copy: {entry['docs']}")
         summary["figures"][fig.name] = entry
     summary.update({"mode": ctx.mode, "command": "python -m experiments.make_figures " + " ".join(argv),

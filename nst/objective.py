@@ -57,6 +57,14 @@ class Objective:
             if hook is not None:
                 hook(image)
 
+    def fit(self, image: np.ndarray) -> None:
+        """Before scoring ``image`` outside an optimiser: terms whose value is defined by a fit to the image
+        itself (MRF's nearest style patches) make it; nothing else changes (sliced directions stay)."""
+        for term in self.terms.values():
+            hook = getattr(term, "fit", None)
+            if hook is not None:
+                hook(image)
+
     @property
     def has_rounds(self) -> bool:
         return any(getattr(t, "on_round", None) is not None for t in self.terms.values())

@@ -51,7 +51,8 @@ class Scorer:
         self.cfg, self.size = cfg, (content.shape[1], content.shape[0])  # (width, height)
         recipe = TransferRecipe.of(cfg, extractor.network)
         targets = compute_targets(extractor, content, prepare_styles(cfg, content, styles), recipe)
-        self._step = make_objective(extractor, targets, recipe).step()  # the optimiser's own compiled function
+        self._objective = make_objective(extractor, targets, recipe)
+        self._step = self._objective.step()  # the optimiser's own compiled function
 
     def __call__(self, image: np.ndarray) -> dict[str, float]:
         import tensorflow as tf
@@ -59,6 +60,7 @@ class Scorer:
         if (image.shape[1], image.shape[0]) != self.size:
             raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, the objective wants "
                              f"{self.size[0]}x{self.size[1]}")
+        self._objective.fit(np.asarray(image, np.float32))  # mrf: its nearest patches are this image's
         terms, _ = self._step(tf.constant(np.asarray(image, np.float32)[None]))
         values = {k: float(v) for k, v in terms.items()}
         return {**{k: aggregate(values, k) for k in AGGREGATES}, **values}  # fixed terms first, then any others

@@ -14,10 +14,16 @@ Normalisations (chosen so that one style weight serves every image size):
   ||mu - mu_t||^2 + tr(S + S_t - 2 (S_t^1/2 S S_t^1/2)^1/2), divided by C.
 * sliced_wasserstein, histogram: squared 1-D optimal transport cost per direction (per channel for the
   histogram), sum_j w_(j) (p_(j) - Q(c_j))^2 over sorted projections, averaged over directions/channels.
-  With unit directions this is on W2's scale (mean squared transport per dimension); all three are in
-  feature units squared, Gram and covariance in feature units to the fourth: their style weights differ
-  (experiments/bench_style_forms.py prints each form's value at a start image beside Gram's).
+  With unit directions this is on W2's scale (mean squared transport per dimension).
 
+These three are in feature units squared, Gram and covariance in feature units to the fourth, so a style
+weight tuned for Gram would hardly move them. The terms (:mod:`nst.style_terms`) therefore multiply each
+layer's distance by :func:`gram_units` of the style's second moment A (the Gram target): the factor that
+makes the two losses agree, to second order, for the same small change of the features -- a uniform
+rescaling f -> (1 + e) f of the style's own features costs e^2 ||A||_F^2 / C^2 under eq. 2.4 and
+e^2 tr(A) / C under each of these three (exactly for W2 and the histogram, in expectation over the
+random directions for sliced W). The MRF term (:mod:`nst.patches`) sums over a patch's s^2 positions and
+C channels, e^2 s^2 tr(A): its factor is gram_units(A) / (s^2 C).
 Targets of several style images are the *mixture* of their feature distributions, image i's positions
 weighted w_i / sum(w) over its own positions: the blended Gram of :func:`nst.terms.style_targets` is that
 mixture's second moment, so blends mean the same thing under every form. A 1-D distribution is held as a
@@ -43,6 +49,27 @@ def flatten(features: tf.Tensor) -> tf.Tensor:
     """(1, h, w, C) or (M, C) -> (M, C), static shapes kept where known."""
     c = features.shape[-1]
     return tf.reshape(features, (-1, c if c is not None else tf.shape(features)[-1]))
+
+
+# ---------------------------------------------------------------- Gram units
+
+
+def second_moment(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """(N, C) samples (weights summing to 1, None: uniform) -> their (C, C) second moment in float64: the
+    Gram target of :mod:`nst.losses` (Gram / M) of the same features, blends and masks included."""
+    f = np.asarray(values, np.float64)
+    if weights is None:
+        return f.T @ f / f.shape[0]
+    return (f * np.asarray(weights, np.float64)[:, None]).T @ f
+
+
+def gram_units(moment: np.ndarray) -> float:
+    """||A||_F^2 / (C tr A): what a per-dimension squared distance (W2 / C, sliced W, histogram) is multiplied
+    by to weigh what the Gram term weighs (module docstring). A layer whose style features are all zero
+    (tr A = 0) has nothing to scale by: 0."""
+    a = np.asarray(moment, np.float64)
+    trace = float(np.trace(a))
+    return float(np.sum(a * a) / (a.shape[0] * trace)) if trace > 0 else 0.0
 
 
 # ---------------------------------------------------------------- mean and covariance

@@ -19,6 +19,9 @@ MRFTerm                patch_targets              no masks (regions: the doodle'
                                                   patches matched per round (``on_round``)
 =====================  =========================  ==============================================
 
+W2, sliced W, histogram and MRF multiply each layer's distance by a constant of the style's Gram target
+(``units``, :func:`nst.style_stats.gram_units`), so that ``loss.style_weight`` weighs them as it weighs Gram.
+
 ``masks`` (the image side) and the targets functions' ``masks`` (the style side, one dict per style image)
 are non-negative weights per feature position of a layer, (h, w) or (h*w,): a region, soft at its edges.
 """
@@ -32,9 +35,9 @@ import tensorflow as tf
 
 from nst.features import FeatureExtractor
 from nst.patches import best_matches, extract_patches, mrf_loss
-from nst.style_stats import (NEWTON_SCHULZ_ITERATIONS, RIDGE, covariance_loss, flatten, histogram_loss,
-                             mean_covariance, quantile_table, random_directions,
-                             sliced_wasserstein_loss, sqrtm_psd, wasserstein_loss,
+from nst.style_stats import (NEWTON_SCHULZ_ITERATIONS, RIDGE, covariance_loss, flatten, gram_units,
+                             histogram_loss, mean_covariance, quantile_table, random_directions,
+                             second_moment, sliced_wasserstein_loss, sqrtm_psd, wasserstein_loss,
                              wasserstein_loss_positions)
 
 Styles = list[tuple[np.ndarray, float]]
@@ -187,18 +190,32 @@ def _assign(var: tf.Variable, value, name: str) -> None:
 
 
 class _LayerTerm:
-    """Per-layer weights, overall weight, image-side masks; subclasses add targets and ``_layer_loss``."""
+    """Per-layer weights, overall weight, image-side masks; subclasses add targets and ``_layer_loss``.
+
+    ``units`` (None for covariance, already in Gram's units): per layer a tf.Variable holding the factor that
+    puts the layer's distance into the Gram term's units (:func:`nst.style_stats.gram_units`); a variable so
+    that :meth:`set_target` refills it without retracing."""
+
+    units: dict[str, tf.Variable] | None = None
 
     def __init__(self, layer_weights: dict[str, float], weight: float, masks: Masks | None):
         self.layer_weights, self.weight = dict(layer_weights), weight
         self.layers = list(layer_weights)
         self.masks = _image_weights(masks, self.layers)
 
+    def _set_units(self, moments: dict[str, np.ndarray]) -> None:
+        if self.units is None:
+            self.units = {n: _variable(gram_units(moments[n])) for n in self.layers}
+        else:
+            for n in self.layers:
+                self.units[n].assign(gram_units(moments[n]))
+
     def __call__(self, feats: dict[str, tf.Tensor], image: tf.Tensor) -> tf.Tensor:
         total = tf.constant(0.0)
         for n, w in self.layer_weights.items():
             f = feats[n]
-            total += w * self._layer_loss(n, flatten(f), _weights_for(self.masks[n], f, n))
+            loss = self._layer_loss(n, flatten(f), _weights_for(self.masks[n], f, n))
+            total += w * (loss if self.units is None else tf.cast(self.units[n], loss.dtype) * loss)
         return self.weight * total
 
 
@@ -222,7 +239,8 @@ class CovarianceTerm(_LayerTerm):
 
 
 class WassersteinTerm(_LayerTerm):
-    """weight * sum_l w_l W2^2((mu, S), (mu_s, S_s)) / C between the Gaussians of image and style features.
+    """weight * sum_l w_l u_l W2^2((mu, S), (mu_s, S_s)) / C between the Gaussians of image and style features,
+    u_l = gram_units of the style's second moment (:class:`_LayerTerm`).
 
     The (C, C) arithmetic runs in float64 (the W2 sum cancels: float32 would leave ~1e-5 x tr S_s / C of
     rounding). ``root``: how tr (S_s^1/2 S S_s^1/2)^1/2 is taken, ``eigh`` (default: exact, and on CPU several
@@ -242,11 +260,13 @@ class WassersteinTerm(_LayerTerm):
         self.root, self.iterations, self.ridge = root, iterations, ridge
         self.targets = {n: {k: _variable(getattr(targets[n], k), tf.float64) for k in ("mean", "cov", "cov_sqrt")}
                         for n in self.layers}
+        self._set_units(_gaussian_moments(targets, self.layers))
 
     def set_target(self, targets: dict[str, Gaussian]) -> None:
         for n in self.layers:
             for k, var in self.targets[n].items():
                 _assign(var, getattr(targets[n], k), f"{n}.{k}")
+        self._set_units(_gaussian_moments(targets, self.layers))
 
     def _layer_loss(self, n, f, w):
         t = self.targets[n]
@@ -260,6 +280,15 @@ class WassersteinTerm(_LayerTerm):
         return tf.cast(loss, tf.float32)
 
 
+def _gaussian_moments(targets: dict[str, Gaussian], layers: list[str]) -> dict[str, np.ndarray]:
+    """The second moment S + mu mu^T of each layer's style Gaussian: the Gram target of the same features."""
+    return {n: np.asarray(targets[n].cov, np.float64) + np.outer(targets[n].mean, targets[n].mean) for n in layers}
+
+
+def _sample_moments(targets: dict[str, Samples], layers: list[str]) -> dict[str, np.ndarray]:
+    return {n: second_moment(targets[n].values, targets[n].weights) for n in layers}
+
+
 def _table(samples: Samples, directions: np.ndarray | None = None) -> tf.Tensor:
     """(L, K) quantiles of the style samples, projected on ``directions`` (C, K) or per channel (None)."""
     values = tf.constant(samples.values, tf.float32)
@@ -270,7 +299,7 @@ def _table(samples: Samples, directions: np.ndarray | None = None) -> tf.Tensor:
 
 
 class SlicedWassersteinTerm(_LayerTerm):
-    """weight * sum_l w_l mean over K random unit directions of the 1-D W2^2 of the projected features.
+    """weight * sum_l w_l u_l mean over K random unit directions of the 1-D W2^2 of the projected features.
 
     Directions are drawn from (``seed``, draw index, layer) and held in tf.Variables with the style's sorted
     projections, so the function L-BFGS sees is fixed until :meth:`redraw` (or :meth:`on_round`, which the
@@ -291,6 +320,7 @@ class SlicedWassersteinTerm(_LayerTerm):
             d = self._directions(i, n, 0)
             self.directions[n] = _variable(d)
             self.tables[n] = _variable(_table(self.samples[n], d))
+        self._set_units(_sample_moments(self.samples, self.layers))
 
     def _directions(self, index: int, n: str, draw: int) -> np.ndarray:
         c = self.samples[n].values.shape[1]
@@ -314,13 +344,14 @@ class SlicedWassersteinTerm(_LayerTerm):
         for n in self.layers:
             self.samples[n] = targets[n]
             _assign(self.tables[n], _table(targets[n], self.directions[n].numpy()), n)
+        self._set_units(_sample_moments(self.samples, self.layers))
 
     def _layer_loss(self, n, f, w):
         return sliced_wasserstein_loss(f, self.directions[n], self.tables[n], w)
 
 
 class HistogramTerm(_LayerTerm):
-    """weight * sum_l w_l ||F - stop_gradient(remap(F))||^2 / (M C), remap: each channel onto the style's
+    """weight * sum_l w_l u_l ||F - stop_gradient(remap(F))||^2 / (M C), remap: each channel onto the style's
     per-channel histogram, rank for rank (Risser et al. 2017; exact quantiles rather than binned histograms).
     Risser et al. use it beside the Gram term, which keeps the channels' correlations it ignores."""
 
@@ -328,17 +359,21 @@ class HistogramTerm(_LayerTerm):
                  masks: Masks | None = None):
         super().__init__(layer_weights, weight, masks)
         self.targets = {n: _variable(_table(targets[n])) for n in self.layers}  # (L, C) per-channel quantiles
+        self._set_units(_sample_moments(targets, self.layers))
 
     def set_target(self, targets: dict[str, Samples]) -> None:
         for n in self.layers:
             _assign(self.targets[n], _table(targets[n]), n)
+        self._set_units(_sample_moments(targets, self.layers))
 
     def _layer_loss(self, n, f, w):
         return histogram_loss(f, self.targets[n], w)
 
 
 class MRFTerm:
-    """weight * sum_l w_l mean over the image's size x size patches of ||patch - nearest style patch||^2.
+    """weight * sum_l w_l u_l mean over the image's size x size patches of ||patch - nearest style patch||^2,
+    u_l = gram_units(A) / (size^2 C), A the second moment of the candidate patches' feature vectors (a
+    patch's squared norm sums size^2 positions of C channels: :mod:`nst.style_stats`).
 
     Li & Wand 2016 for plain style transfer: nearest by normalised cross-correlation, matched by
     :meth:`on_round` (the objective calls it before each optimiser round; call it once before evaluating
@@ -352,16 +387,29 @@ class MRFTerm:
         self.layer_weights = dict(layer_weights)
         self.layers = list(layer_weights)
         self.style_patches = {n: tf.cast(targets[n], tf.float32) for n in self.layers}
+        self.units = {n: _variable(self._units(n)) for n in self.layers}
         self.matched = {n: tf.Variable(tf.zeros((0, p.shape[1])), shape=tf.TensorShape([None, p.shape[1]]),
                                        trainable=False) for n, p in self.style_patches.items()}
         self._ready = False
 
     def set_target(self, targets: dict[str, tf.Tensor]) -> None:
-        """New candidate patches; they take effect at the next :meth:`on_round`."""
+        """New candidate patches; they take effect at the next :meth:`on_round` (their units at once)."""
         self.style_patches = {n: tf.cast(targets[n], tf.float32) for n in self.layers}
+        for n in self.layers:
+            self.units[n].assign(self._units(n))
+
+    def _units(self, n: str) -> float:
+        p = self.style_patches[n]
+        c = p.shape[1] // (self.size * self.size)
+        vectors = p.numpy().reshape(-1, c)  # every position of every candidate patch, (N s^2, C)
+        return gram_units(second_moment(vectors)) / (self.size * self.size * c)
 
     def on_round(self, image: np.ndarray) -> None:
-        """Match every patch of ``image`` (H, W, 3) to its nearest style patch."""
+        """Before each optimiser round: :meth:`fit` the current image."""
+        self.fit(image)
+
+    def fit(self, image: np.ndarray) -> None:
+        """Match every patch of ``image`` (H, W, 3) to its nearest style patch (also what a scorer calls)."""
         feats = self.extractor(np.asarray(image, np.float32)[None])
         for n in self.layers:
             index = best_matches(feats[n], self.style_patches[n], self.size)
@@ -373,5 +421,6 @@ class MRFTerm:
             raise RuntimeError("MRFTerm: call on_round(image) to match patches before evaluating")
         total = tf.constant(0.0)
         for n, w in self.layer_weights.items():
-            total += w * mrf_loss(feats[n], self.matched[n], self.size)
+            loss = mrf_loss(feats[n], self.matched[n], self.size)
+            total += w * tf.cast(self.units[n], loss.dtype) * loss
         return self.weight * total

@@ -34,6 +34,7 @@ FIGURES = {  # output name -> figure kind
     "ablation_weight_ratio": "weight_ratio",
     "ablation_style_layers": "style_layers",
     "ablation_content_layers": "content_layers",
+    "fig_style_forms": "style_forms",
 }
 
 

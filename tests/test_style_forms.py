@@ -460,6 +460,75 @@ def test_sample_targets_blend_two_styles_as_their_mixture():
     np.testing.assert_allclose(h2.targets["a"].numpy(), h1.targets["a"].numpy(), rtol=1e-6, atol=1e-6)
 
 
+# ---------------------------------------------------------------- Gram units (one style weight for every form)
+
+
+def test_gram_units_match_loops_blends_and_refill():
+    f = rand((15, 4), 70, 2.0, 1.0)
+    np.testing.assert_allclose(ss.gram_units(ss.second_moment(f)), naive_units(f), rtol=1e-12)
+    w = simplex(15, 71)  # weighted samples: A = sum_i w_i f_i f_i^T
+    np.testing.assert_allclose(ss.second_moment(f, w), sum(w[i] * np.outer(f[i], f[i]) for i in range(15)),
+                               rtol=1e-12)
+    assert ss.gram_units(np.zeros((3, 3))) == 0.0  # dead layer: nothing to scale by, no NaN
+    ext = StubExtractor()
+    a, b = images(72, (8, 6), (10, 12))
+    styles = [(a, 0.6), (b, 1.4)]
+    grams = style_targets(ext, styles, ["a", "b"])  # the blended Gram target: what u_l is computed from
+    want = {n: ss.gram_units(grams[n].numpy()) for n in ("a", "b")}
+    terms = [WassersteinTerm({"a": 1.0, "b": 1.0}, gaussian_targets(ext, styles, ["a", "b"])),
+             SlicedWassersteinTerm({"a": 1.0, "b": 1.0}, sample_targets(ext, styles, ["a", "b"])),
+             HistogramTerm({"a": 1.0, "b": 1.0}, sample_targets(ext, styles, ["a", "b"]))]
+    for term in terms:
+        for n in ("a", "b"):
+            np.testing.assert_allclose(float(term.units[n]), want[n], rtol=1e-5)
+    assert CovarianceTerm({"a": 1.0}, gaussian_targets(ext, styles, ["a"])).units is None  # already Gram's
+    new = {n: ss.gram_units(style_targets(ext, [(b, 1.0)], ["a", "b"])[n].numpy()) for n in ("a", "b")}
+    assert abs(new["a"] / want["a"] - 1) > 1e-3
+    terms[0].set_target(gaussian_targets(ext, [(b, 1.0)], ["a", "b"]))
+    terms[1].set_target(sample_targets(ext, [(b, 1.0)], ["a", "b"]))
+    for term in terms[:2]:
+        np.testing.assert_allclose(float(term.units["a"]), new["a"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["wasserstein", "histogram", "sliced", "mrf"])
+def test_a_uniform_rescaling_of_the_style_costs_what_it_costs_under_gram(form):
+    """The normalisation's claim: features (1 + e) x the style's own cost e^2 ||A||^2 / C^2 (1 + e/2)^2 under
+    eq. 2.4, and the same e^2 ||A||^2 / C^2 under W2 and the histogram (exactly), under sliced W times
+    tr(A D D^T) / K / (tr A / C) (1 in expectation over directions), under MRF within the patch overlaps."""
+    from nst.terms import GramTerm
+
+    ext = StubExtractor()
+    (style,) = images(73, (12, 12))
+    e = 0.1
+    feats = ext(style[None])
+    scaled = {n: (1 + e) * v for n, v in feats.items()}
+    layers = {"a": 0.5, "b": 2.0}
+    gram = float(GramTerm(layers, style_targets(ext, [(style, 1.0)], list(layers)))(scaled, None))
+    want = gram / (1 + e / 2) ** 2
+    if form == "wasserstein":
+        got = float(WassersteinTerm(layers, gaussian_targets(ext, [(style, 1.0)], list(layers)))(scaled, None))
+    elif form == "histogram":
+        got = float(HistogramTerm(layers, sample_targets(ext, [(style, 1.0)], list(layers)))(scaled, None))
+    elif form == "sliced":
+        term = SlicedWassersteinTerm(layers, sample_targets(ext, [(style, 1.0)], list(layers)), projections=7)
+        got, want = float(term(scaled, None)), 0.0
+        for n, lw in layers.items():
+            f = feats[n].numpy().reshape(-1, feats[n].shape[-1]).astype(np.float64)
+            a, d = f.T @ f / len(f), term.directions[n].numpy().astype(np.float64)
+            one = float(GramTerm({n: 1.0}, style_targets(ext, [(style, 1.0)], [n]))(scaled, None))
+            want += lw * one / (1 + e / 2) ** 2 * (np.trace(a @ d @ d.T) / d.shape[1]) / (np.trace(a) / len(a))
+    else:  # mrf: every patch of the style a candidate (no margin, stride 1), so each finds itself
+        from nst.patches import extract_patches
+
+        term = MRFTerm(ext, {"a": 1.0}, {"a": extract_patches(feats["a"], 3, 1)})
+        term.on_round(style)
+        got = float(term(scaled, None))
+        vectors = extract_patches(feats["a"], 3, 1).numpy().reshape(-1, 5).astype(np.float64)
+        a = vectors.T @ vectors / len(vectors)  # the candidates' second moment (edge positions count less)
+        want = e * e * np.sum(a * a) / 25  # e^2 ||A||^2 / C^2, C = 5
+    np.testing.assert_allclose(got, want, rtol=2e-3)
+
+
 def _term(form, ext, style, masks=None, **kw):
     if form == "covariance":
         return CovarianceTerm({"a": 0.5, "b": 2.0}, gaussian_targets(ext, style, ["a", "b"]), 3.0, masks)
@@ -471,10 +540,21 @@ def _term(form, ext, style, masks=None, **kw):
     return HistogramTerm({"a": 0.5, "b": 2.0}, sample_targets(ext, style, ["a", "b"]), 3.0, masks)
 
 
-def _oracle(form, term, feats, masks=None):
-    """weight * sum_l w_l (naive layer loss), the per-layer stats from the loops above."""
+def naive_units(style_f, patch=1):
+    """gram_units by loops: A_ab = mean_i f_ia f_ib, sum_ab A_ab^2 / (C sum_a A_aa), over patch^2 C for MRF."""
+    m, c = style_f.shape
+    a = [[sum(style_f[i, x] * style_f[i, y] for i in range(m)) / m for y in range(c)] for x in range(c)]
+    return sum(v * v for row in a for v in row) / (c * sum(a[x][x] for x in range(c))) / (patch * patch * c
+                                                                                          if patch > 1 else 1)
+
+
+def _oracle(form, term, feats, masks=None, style_feats=None):
+    """weight * sum_l w_l u_l (naive layer loss), the per-layer stats from the loops above; u_l (not for
+    covariance) from the style image's features ``style_feats`` by :func:`naive_units`."""
     total = 0.0
     for n, lw in term.layer_weights.items():
+        if form != "covariance":
+            lw *= naive_units(style_feats[n].numpy().reshape(-1, style_feats[n].shape[-1]).astype(np.float64))
         f = feats[n].numpy().reshape(-1, feats[n].shape[-1]).astype(np.float64)
         w = None if masks is None else masks[n].reshape(-1) / masks[n].sum()
         samples = term.samples[n] if form == "sliced" else None
@@ -502,11 +582,12 @@ def test_term_value_matches_oracle_with_and_without_masks(form, size):
     content, style = images(52, (size, size), (10, 6))
     feats = ext(content[None])
     term = _term(form, ext, [(style, 1.0)])
-    np.testing.assert_allclose(float(term(feats, None)), _oracle(form, term, feats), rtol=2e-4)
+    sf = ext(style[None])
+    np.testing.assert_allclose(float(term(feats, None)), _oracle(form, term, feats, style_feats=sf), rtol=2e-4)
     rng = np.random.default_rng(53)
     masks = {"a": rng.uniform(0, 1, (size, size)), "b": rng.uniform(0, 1, size * size // 4)}
     masked = _term(form, ext, [(style, 1.0)], masks)
-    np.testing.assert_allclose(float(masked(feats, None)), _oracle(form, masked, feats, masks), rtol=2e-4)
+    np.testing.assert_allclose(float(masked(feats, None)), _oracle(form, masked, feats, masks, sf), rtol=2e-4)
     assert float(masked(feats, None)) != pytest.approx(float(term(feats, None)), rel=1e-3)
 
 
@@ -553,7 +634,7 @@ def test_term_is_near_zero_at_its_own_style_and_set_target_refills_without_retra
     at_other = float(step(tf.constant(other[None]))[0]["style"])
     # W2 cancels tr S + tr S_t - 2 tr(...)^1/2: float32 features leave ~1e-6 x tr(S_t) / C
     scale = at_other if form != "wasserstein" else term.weight * sum(
-        w * np.trace(term.targets[n]["cov"].numpy()) / term.targets[n]["cov"].shape[0]
+        w * float(term.units[n]) * np.trace(term.targets[n]["cov"].numpy()) / term.targets[n]["cov"].shape[0]
         for n, w in term.layer_weights.items())
     assert at_other > 0 and abs(at_style) < 1e-5 * scale
     new = (gaussian_targets if form in ("covariance", "wasserstein") else sample_targets)(ext, [(other, 1.0)],
@@ -582,7 +663,8 @@ def test_sliced_directions_are_fixed_until_redrawn_and_rounds_redraw():
     assert term.draw == 1 and not np.allclose(term.directions["a"].numpy(), d0)
     np.testing.assert_allclose(term.directions["a"].numpy(), ss.random_directions(5, 3, 7, 1, 0), rtol=1e-6)
     assert float(term(feats, None)) != first
-    np.testing.assert_allclose(float(term(feats, None)), _oracle("sliced", term, feats), rtol=2e-4)
+    np.testing.assert_allclose(float(term(feats, None)), _oracle("sliced", term, feats, style_feats=ext(style[None])),
+                               rtol=2e-4)
     term.redraw(0)
     assert float(term(feats, None)) == pytest.approx(first, rel=1e-6)
     # None: as many directions as channels
@@ -620,7 +702,9 @@ def test_mrf_term_matches_oracle_and_needs_a_round_first():
     with pytest.raises(RuntimeError, match="on_round"):
         term(feats, None)
     term.on_round(content)
-    want = 0.5 * 2.0 * naive_mrf(feats["a"].numpy().astype(np.float64), ext(style[None])["a"].numpy(), 3, 2)
+    cands = targets["a"].numpy().reshape(-1, 5).astype(np.float64)  # the candidates' position vectors, (N 9, C)
+    want = 0.5 * 2.0 * naive_units(cands, 3) * naive_mrf(feats["a"].numpy().astype(np.float64),
+                                                         ext(style[None])["a"].numpy(), 3, 2)
     np.testing.assert_allclose(float(term(feats, None)), want, rtol=1e-4)
     # the style itself: every patch clear of the margin finds itself among the stride-1 candidates
     own = MRFTerm(ext, {"a": 1.0}, patch_targets(ext, [(content, 1.0)], ["a"], 3, stride=1))
