@@ -32,36 +32,11 @@ import tensorflow as tf
 # the patch math (matching, MRF loss) lives in nst, which plain style transfer shares; re-exported here
 from nst.patches import (EPS, best_matches, cross_correlation, extract_patches, mrf_loss,  # noqa: F401
                          normalise_rows, normalised_cross_correlation, patch_norms)
-
-# A label must cover at least this many feature positions (mask sum) of a layer to take part in it.
-MIN_AREA = 1.0
+# the masked Gram and its label rule live beside the mask propagation in nst (spatial control shares them)
+from nst.masks import MIN_AREA, label_weights, masked_grams  # noqa: F401
 
 
 # ---------------------------------------------------------------- masked Gram
-
-
-def masked_grams(features: tf.Tensor, masks: tf.Tensor, form: str = "area") -> tf.Tensor:
-    """(1, h, w, C) features and (h, w, K) masks -> (K, C, C) per-label Grams (see module doc for ``form``)."""
-    c = tf.shape(features)[-1]
-    f = tf.reshape(features, (-1, c))  # (M, C)
-    m = tf.reshape(tf.cast(masks, f.dtype), (-1, masks.shape[-1]))  # (M, K)
-    grams = []
-    for k in range(masks.shape[-1]):
-        mk = m[:, k:k + 1]  # (M, 1)
-        if form == "original":
-            fm = f * mk  # (M, C)
-            g = tf.matmul(fm, fm, transpose_a=True) / (tf.reduce_mean(mk) + EPS) / tf.cast(c, f.dtype)
-        else:
-            g = tf.matmul(f * mk, f, transpose_a=True) / (tf.reduce_sum(mk) + EPS)
-        grams.append(g)
-    return tf.stack(grams)  # (K, C, C)
-
-
-def label_weights(style_masks: tf.Tensor, target_masks: tf.Tensor) -> tf.Tensor:
-    """(K,) 1.0 for labels covering >= MIN_AREA feature positions in both masks (h, w, K), else 0.0."""
-    s = tf.reduce_sum(tf.cast(style_masks, tf.float32), axis=(0, 1))
-    t = tf.reduce_sum(tf.cast(target_masks, tf.float32), axis=(0, 1))
-    return tf.cast((s >= MIN_AREA) & (t >= MIN_AREA), tf.float32)
 
 
 def masked_gram_losses(features: tf.Tensor, masks: tf.Tensor, target_grams: tf.Tensor,
