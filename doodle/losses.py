@@ -10,7 +10,8 @@
     mean((G_t - G_s)^2); the Gram is not divided by M, so its scale grows with the image.
 
   Labels are summed with equal weight (as the original); a label whose region covers under one feature
-  position of the style or of the target at a layer is left out of that layer (its weight is 0).
+  position of the style or of the target at a layer is left out of that layer (its weight is 0). These
+  functions live in :mod:`nst.masks` (style transfer's spatial control shares them) and are re-exported here.
 
 * Semantic patches (Champandard 2016, arXiv:1603.01768; MRF loss of Li & Wand 2016, arXiv:1601.04589):
   features and the semantic map (its channels downsampled to the layer) are cut into size x size patches;
@@ -33,26 +34,7 @@ import tensorflow as tf
 from nst.patches import (EPS, best_matches, cross_correlation, extract_patches, mrf_loss,  # noqa: F401
                          normalise_rows, normalised_cross_correlation, patch_norms)
 # the masked Gram and its label rule live beside the mask propagation in nst (spatial control shares them)
-from nst.masks import MIN_AREA, label_weights, masked_grams  # noqa: F401
-
-
-# ---------------------------------------------------------------- masked Gram
-
-
-def masked_gram_losses(features: tf.Tensor, masks: tf.Tensor, target_grams: tf.Tensor,
-                       form: str = "area") -> tf.Tensor:
-    """Per-label style loss of one layer: (1, h, w, C), (h, w, K), (K, C, C) -> (K,)."""
-    diff = tf.square(masked_grams(features, masks, form) - target_grams)  # (K, C, C)
-    if form == "original":
-        return tf.reduce_mean(diff, axis=(1, 2))
-    c = tf.cast(tf.shape(features)[-1], diff.dtype)
-    return tf.reduce_sum(diff, axis=(1, 2)) / (4.0 * c * c)
-
-
-def masked_gram_loss(features: tf.Tensor, masks: tf.Tensor, target_grams: tf.Tensor, weights: tf.Tensor,
-                     form: str = "area") -> tf.Tensor:
-    """Sum over labels of ``weights`` (K,) x the per-label loss: the regional style loss of one layer."""
-    return tf.reduce_sum(weights * masked_gram_losses(features, masks, target_grams, form))
+from nst.masks import MIN_AREA, label_weights, masked_gram_loss, masked_gram_losses, masked_grams  # noqa: F401
 
 
 # ---------------------------------------------------------------- semantic patches

@@ -83,3 +83,19 @@ def label_weights(style_masks: tf.Tensor, target_masks: tf.Tensor) -> tf.Tensor:
     s = tf.reduce_sum(tf.cast(style_masks, tf.float32), axis=(0, 1))
     t = tf.reduce_sum(tf.cast(target_masks, tf.float32), axis=(0, 1))
     return tf.cast((s >= MIN_AREA) & (t >= MIN_AREA), tf.float32)
+
+
+def masked_gram_losses(features: tf.Tensor, masks: tf.Tensor, target_grams: tf.Tensor,
+                       form: str = "area") -> tf.Tensor:
+    """Per-label style loss of one layer: (1, h, w, C), (h, w, K), (K, C, C) -> (K,)."""
+    diff = tf.square(masked_grams(features, masks, form) - target_grams)  # (K, C, C)
+    if form == "original":
+        return tf.reduce_mean(diff, axis=(1, 2))
+    c = tf.cast(tf.shape(features)[-1], diff.dtype)
+    return tf.reduce_sum(diff, axis=(1, 2)) / (4.0 * c * c)
+
+
+def masked_gram_loss(features: tf.Tensor, masks: tf.Tensor, target_grams: tf.Tensor, weights: tf.Tensor,
+                     form: str = "area") -> tf.Tensor:
+    """Sum over labels of ``weights`` (K,) x the per-label loss: the regional style loss of one layer."""
+    return tf.reduce_sum(weights * masked_gram_losses(features, masks, target_grams, form))
