@@ -361,6 +361,16 @@ def check_scales(cfg) -> None:
                         f"scales[].iterations ({sum(its)})")
 
 
+def refuse_controls(cfg: Any, what: str) -> None:
+    """For a kind that runs none of Gatys 2017's controls (the video): one line naming the first one asked for."""
+    if any(s.mask is not None for s in cfg.style):
+        raise UserError(f"config key 'style[].mask' (spatial control) is not supported for {what}")
+    if any(s.style for s in cfg.scales):
+        raise UserError(f"config key 'scales[].style' (scale control) is not supported for {what}")
+    if cfg.color.preserve == "luminance_only":
+        raise UserError(f"config key 'color.preserve': luminance_only is not supported for {what}; use luminance")
+
+
 def check_nst(cfg: NSTConfig) -> None:
     """nst's own cross-section checks (a schema built on NSTConfig, e.g. the video's, calls it from its own)."""
     NSTConfig.check(cfg)

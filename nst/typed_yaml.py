@@ -55,6 +55,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert (int -> float, dict -> dataclass)."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
+        sections = [t for t in typing.get_args(tp) if dataclasses.is_dataclass(t)]
+        if isinstance(value, dict) and len(sections) == 1:  # a mapping can only mean the section: say what is wrong in it
+            return _coerce(value, sections[0], key)
         errors = []
         for option in typing.get_args(tp):
             try:
