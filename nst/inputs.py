@@ -30,13 +30,14 @@ def load_inputs(cfg: NSTConfig, log=say) -> tuple[np.ndarray, list[tuple[np.ndar
     return content, styles, init
 
 
-def load_styles(cfg: NSTConfig, content_long_side: int, log=say, entries=None) -> list[tuple[np.ndarray, float]]:
+def load_styles(cfg: NSTConfig, content_long_side: int, log=say, entries=None,
+                what: str = "style image") -> list[tuple[np.ndarray, float]]:
     """[(style, weight)], each resized to ``image.style_scale`` x the content's long side (video frames too);
     ``entries``: another style list than the run's (a scale's)."""
     long_side = max(1, round(content_long_side * cfg.image.style_scale))
     styles = []
     for s in cfg.style if entries is None else entries:
-        raw = read_image(s.path, "style image", cfg.image.max_input_pixels)
+        raw = read_image(s.path, what, cfg.image.max_input_pixels)
         img = resize(raw, target_size(raw.shape[:2], long_side), f"style image {Path(s.path).name}")
         log(f"style {Path(s.path).name}: {raw.shape[1]}x{raw.shape[0]} -> {img.shape[1]}x{img.shape[0]}, "
             f"weight {s.weight:g}")
@@ -57,6 +58,6 @@ def load_controls(cfg: NSTConfig, content: np.ndarray, log=say):
         if not scale.style:
             sets.append(None)
             continue
-        styles = load_styles(cfg, max(hw), log, scale.style)
+        styles = load_styles(cfg, max(hw), log, scale.style, f"scales[{i}].style image")
         sets.append(StyleSet(styles, region_masks(scale.style, hw, f"scales[{i}].style", limit)))
     return masks, sets

@@ -110,7 +110,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
                           f"{{path: {STYLE}}}]"], ["style[2]", "nothing is left"]),
         "scale_style_missing": (["optimizer.iterations=20", f"scales=[{{size: 0.5, iterations: 10, style: "
                                  f"[{tmp / 'gone.jpg'}]}}, {{size: 1.0, iterations: 10}}]"],
-                                ["style image", "gone.jpg", "not found"]),
+                                ["scales[0].style image", "gone.jpg", "not found"]),
         "mrf_with_mask": (["loss.style_form=mrf", f"style=[{{path: {STYLE}, mask: {split}}}]"],
                           ["style[0].mask", "mrf takes no masks"]),
         "mask_in_tiles": (["image.size=300", "tiles.max_pixels=4096", "tiles.size=64", "tiles.overlap=16",
