@@ -64,7 +64,7 @@ def region_descriptors(image: np.ndarray, labels: np.ndarray, k: int, extractor=
     working size; masks are area-averaged to each layer's resolution. A label with no pixels gets zeros.
     """
     from doodle.automap import AutoMapOptions, deep_features
-    from doodle.masks import resize_masks
+    from nst.masks import resize_masks
     from doodle.maps import label_masks
 
     opts = AutoMapOptions()

@@ -27,13 +27,13 @@ from doodle.recipe import DoodleRecipe
 from doodle.scene import Scene
 from doodle.terms import PatchTerm, RegionalGramTerm
 from doodle.tiles import TileGramTerm, tiled_masked_grams
-from doodle.masks import layer_masks
 from nst.config import TilesConfig
 from nst.engine import Extractors, Numerics, Result, run_plan
 from nst.errors import UserError
 from nst.events import Control
 from nst.features import FeatureExtractor
 from nst.images import resize
+from nst.masks import layer_masks
 from nst.objective import Objective
 from nst.plan import Scale, make_plan
 from nst.terms import ContentTerm, TVTerm, content_targets

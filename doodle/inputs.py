@@ -21,9 +21,9 @@ from doodle.automatch import auto_pair
 from doodle.config import AUTO, DoodleConfig
 from doodle.engine import Scene
 from doodle.maps import LabelSet, find_labels, label_masks, load_map, match_map_to_image, pair_map_path
-from doodle.masks import resize_masks
 from nst.errors import UserError
 from nst.images import read_image, resize, target_size
+from nst.masks import resize_masks
 
 
 @dataclass

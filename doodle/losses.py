@@ -10,7 +10,8 @@
     mean((G_t - G_s)^2); the Gram is not divided by M, so its scale grows with the image.
 
   Labels are summed with equal weight (as the original); a label whose region covers under one feature
-  position of the style or of the target at a layer is left out of that layer (its weight is 0).
+  position of the style or of the target at a layer is left out of that layer (its weight is 0). These
+  functions live in :mod:`nst.masks` (style transfer's spatial control shares them) and are re-exported here.
 
 * Semantic patches (Champandard 2016, arXiv:1603.01768; MRF loss of Li & Wand 2016, arXiv:1601.04589):
   features and the semantic map (its channels downsampled to the layer) are cut into size x size patches;
@@ -32,52 +33,8 @@ import tensorflow as tf
 # the patch math (matching, MRF loss) lives in nst, which plain style transfer shares; re-exported here
 from nst.patches import (EPS, best_matches, cross_correlation, extract_patches, mrf_loss,  # noqa: F401
                          normalise_rows, normalised_cross_correlation, patch_norms)
-
-# A label must cover at least this many feature positions (mask sum) of a layer to take part in it.
-MIN_AREA = 1.0
-
-
-# ---------------------------------------------------------------- masked Gram
-
-
-def masked_grams(features: tf.Tensor, masks: tf.Tensor, form: str = "area") -> tf.Tensor:
-    """(1, h, w, C) features and (h, w, K) masks -> (K, C, C) per-label Grams (see module doc for ``form``)."""
-    c = tf.shape(features)[-1]
-    f = tf.reshape(features, (-1, c))  # (M, C)
-    m = tf.reshape(tf.cast(masks, f.dtype), (-1, masks.shape[-1]))  # (M, K)
-    grams = []
-    for k in range(masks.shape[-1]):
-        mk = m[:, k:k + 1]  # (M, 1)
-        if form == "original":
-            fm = f * mk  # (M, C)
-            g = tf.matmul(fm, fm, transpose_a=True) / (tf.reduce_mean(mk) + EPS) / tf.cast(c, f.dtype)
-        else:
-            g = tf.matmul(f * mk, f, transpose_a=True) / (tf.reduce_sum(mk) + EPS)
-        grams.append(g)
-    return tf.stack(grams)  # (K, C, C)
-
-
-def label_weights(style_masks: tf.Tensor, target_masks: tf.Tensor) -> tf.Tensor:
-    """(K,) 1.0 for labels covering >= MIN_AREA feature positions in both masks (h, w, K), else 0.0."""
-    s = tf.reduce_sum(tf.cast(style_masks, tf.float32), axis=(0, 1))
-    t = tf.reduce_sum(tf.cast(target_masks, tf.float32), axis=(0, 1))
-    return tf.cast((s >= MIN_AREA) & (t >= MIN_AREA), tf.float32)
-
-
-def masked_gram_losses(features: tf.Tensor, masks: tf.Tensor, target_grams: tf.Tensor,
-                       form: str = "area") -> tf.Tensor:
-    """Per-label style loss of one layer: (1, h, w, C), (h, w, K), (K, C, C) -> (K,)."""
-    diff = tf.square(masked_grams(features, masks, form) - target_grams)  # (K, C, C)
-    if form == "original":
-        return tf.reduce_mean(diff, axis=(1, 2))
-    c = tf.cast(tf.shape(features)[-1], diff.dtype)
-    return tf.reduce_sum(diff, axis=(1, 2)) / (4.0 * c * c)
-
-
-def masked_gram_loss(features: tf.Tensor, masks: tf.Tensor, target_grams: tf.Tensor, weights: tf.Tensor,
-                     form: str = "area") -> tf.Tensor:
-    """Sum over labels of ``weights`` (K,) x the per-label loss: the regional style loss of one layer."""
-    return tf.reduce_sum(weights * masked_gram_losses(features, masks, target_grams, form))
+# the masked Gram and its label rule live beside the mask propagation in nst (spatial control shares them)
+from nst.masks import MIN_AREA, label_weights, masked_gram_loss, masked_gram_losses, masked_grams  # noqa: F401
 
 
 # ---------------------------------------------------------------- semantic patches

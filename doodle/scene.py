@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from doodle.masks import resize_masks
 from nst.images import resize
+from nst.masks import resize_masks
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Doodle style terms for an :class:`nst.objective.Objective`: the regional Gram loss and semantic patches.
 
 Champandard 2016 (arXiv:1603.01768) and the Keras 2 ``neural_doodle`` example. Both are regions applied to
-a style comparison, with the label masks carried through the network by :mod:`doodle.masks`; the formulas
+a style comparison, with the label masks carried through the network by :mod:`nst.masks`; the formulas
 are :mod:`doodle.losses`. With a single label covering both images, :class:`RegionalGramTerm` (``area``
 form) is exactly nst's :class:`nst.terms.GramTerm` (a test holds them equal).
 
@@ -19,10 +19,10 @@ import tensorflow as tf
 
 from doodle.losses import (best_matches, extract_patches, label_weights, masked_gram_loss, masked_gram_losses,
                            masked_grams, mrf_loss)
-from doodle.masks import layer_masks, semantic_channels
 from doodle.scene import Scene
 from nst.errors import UserError
 from nst.features import FeatureExtractor
+from nst.masks import layer_masks, semantic_channels
 
 # Style patches within this many positions of the feature map's edge are no candidates: their features carry
 # the convolutions' zero padding (and any frame of the scan), which border patches of the output would copy.

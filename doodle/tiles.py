@@ -16,9 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from doodle.losses import EPS, label_weights
-from doodle.masks import layer_masks
 from doodle.terms import RegionalGramTerm
 from nst.features import FeatureExtractor
+from nst.masks import layer_masks
 from nst.tiled_targets import feature_tiles
 
 

@@ -11,12 +11,13 @@ against the current directory.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
 from nst.errors import UserError
-from nst.typed_yaml import (MAX_SEED, build, check_choices, get_dotted, load, parse_yaml, read_yaml, shown,
+from nst.typed_yaml import (MAX_SEED, build, check_choices, check_sections, get_dotted, load, parse_yaml, read_yaml, shown,
                             to_dict)
 from nst.typed_yaml import defaults_yaml as _defaults_yaml
 
@@ -33,10 +34,49 @@ STYLE_FORMS = ("gram", "covariance", "wasserstein", "sliced_wasserstein", "histo
 PAPER_STYLE_LAYERS = {"conv1_1": 0.2, "conv2_1": 0.2, "conv3_1": 0.2, "conv4_1": 0.2, "conv5_1": 0.2}
 
 
+# the style forms that take a spatial-control mask (nst/spatial.py); mrf matches patches, not a region's statistic
+MASKABLE_FORMS = ("gram", "covariance", "wasserstein", "sliced_wasserstein", "histogram")
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """Where on the content a style goes (Gatys et al. 2017's spatial control; docs/CONTROLS.md): an image or
+    a split. An image is resized to the content (its aspect ratio must be the content's)."""
+
+    path: Union[str, None] = None  # a mask image: white = this style's region, grey = partly, black = not
+    color: Union[str, None] = None  # with path: the image is a label map; this style takes this colour (#rrggbb)
+    split: Union[str, None] = None  # geometry instead of an image: horizontal (top/bottom) | vertical (left/right)
+    at: float = 0.5  # split: the border, as a fraction of the height (horizontal) or the width (vertical)
+    side: str = "top"  # split: the side this style takes: top | bottom (horizontal), left | right (vertical)
+    feather: float = 0.05  # split: the border ramps over this fraction of the height / width (0: a hard edge)
+
+    CHOICES: ClassVar[dict] = {"side": ("top", "bottom", "left", "right")}
+
+    def check(self, key: str) -> None:
+        if self.split not in (None, "horizontal", "vertical"):
+            raise UserError(f"config key '{key}split' must be horizontal or vertical, got {shown(self.split)}")
+        if (self.path is None) == (self.split is None):
+            raise UserError(f"config key '{key}' needs exactly one of {key}path (a mask image) and {key}split "
+                            f"(horizontal | vertical), got {'both' if self.path else 'neither'}")
+        if self.color is not None and (self.path is None or not re.fullmatch(r"#[0-9a-fA-F]{6}", self.color)):
+            raise UserError(f"config key '{key}color' must be a label colour '#rrggbb' of the map in {key}path, "
+                            f"got {shown(self.color)}")
+        if self.split is not None:
+            sides = ("top", "bottom") if self.split == "horizontal" else ("left", "right")
+            if self.side not in sides:
+                raise UserError(f"config key '{key}side' must be {' or '.join(sides)} for a {self.split} split, "
+                                f"got '{self.side}'")
+            if not 0 < self.at < 1:
+                raise UserError(f"config key '{key}at' must be in (0, 1) (a fraction of the image), got {self.at}")
+            if not 0 <= self.feather <= 0.5:
+                raise UserError(f"config key '{key}feather' must be in [0, 0.5], got {self.feather}")
+
+
 @dataclass(frozen=True)
 class StyleImage:
     path: str
     weight: float = 1.0
+    mask: Union[MaskSpec, None] = None  # spatial control: the content region this style paints; null = everywhere
 
 
 @dataclass(frozen=True)
@@ -174,13 +214,17 @@ class OptimizerConfig:
 class ScaleStep:
     size: float  # fraction of image.size (0 < size <= 1); the last scale must be 1.0
     iterations: int  # optimiser iterations at this scale
+    style: list[StyleImage] = field(default_factory=list)  # scale control: this scale's own style; [] = the run's
 
 
 @dataclass(frozen=True)
 class ColorConfig:
-    preserve: str = "none"  # none | luminance (keep the content's colours) | histogram (match style to content)
+    # none | luminance (after the run: the result's luminance, the content's colours) | histogram (before: match
+    # the styles' colours to the content) | luminance_only (Gatys et al. 2017: optimise on luminance, then put
+    # the content's colours back; docs/CONTROLS.md)
+    preserve: str = "none"
 
-    CHOICES: ClassVar[dict] = {"preserve": ("none", "luminance", "histogram")}
+    CHOICES: ClassVar[dict] = {"preserve": ("none", "luminance", "histogram", "luminance_only")}
 
 
 @dataclass(frozen=True)
@@ -257,21 +301,35 @@ class NSTConfig:
         check_scales(self)
         if not self.content:
             raise UserError("config key 'content' is required: the photo to paint")
-        if not self.style:
+        if not self.style and not (self.scales and all(s.style for s in self.scales)):
             raise UserError("config key 'style' is required: one painting, or a list of {path, weight}")
-        for i, s in enumerate(self.style):
-            if s.weight < 0:
-                raise UserError(f"config key 'style[{i}].weight' must not be negative, got {s.weight}")
-        if sum(s.weight for s in self.style) <= 0:
-            raise UserError("config key 'style': the style weights sum to zero")
+        check_styles(self.style, "style", self.loss.style_form)
+        for i, s in enumerate(self.scales):
+            check_styles(s.style, f"scales[{i}].style", self.loss.style_form)
         if not self.layers.content and self.loss.content_weight > 0:
             raise UserError("config key 'layers.content' is empty but loss.content_weight > 0")
         if not self.layers.style:
             raise UserError("config key 'layers.style' must name at least one layer")
 
 
-# Keys holding file paths (dotted), resolved against the config file's folder.
-PATH_KEYS = ("content", "style[].path", "output_dir", "model.weights", "init.path")
+# Keys holding file paths (dotted; [] = every item of a list), resolved against the config file's folder.
+PATH_KEYS = ("content", "style[].path", "style[].mask.path", "scales[].style[].path", "scales[].style[].mask.path",
+             "output_dir", "model.weights", "init.path")
+
+
+def check_styles(styles: list[StyleImage], key: str, form: str) -> None:
+    """A style list (the run's or a scale's): weights, and masks only with a form that takes them."""
+    for i, s in enumerate(styles):
+        if s.weight < 0:
+            raise UserError(f"config key '{key}[{i}].weight' must not be negative, got {s.weight}")
+    if styles and sum(s.weight for s in styles) <= 0:
+        raise UserError(f"config key '{key}': the style weights sum to zero")
+    masked = [i for i, s in enumerate(styles) if s.mask is not None]
+    for i in masked:  # list items are no sections of their own: check their masks here
+        check_sections(styles[i].mask, f"{key}[{i}].mask.")
+    if masked and form not in MASKABLE_FORMS:
+        raise UserError(f"config key '{key}[{masked[0]}].mask': loss.style_form {form} takes no masks (it matches "
+                        f"nearest patches, not a region's statistic); use one of {', '.join(MASKABLE_FORMS)}")
 
 
 def check_run(cfg: Any) -> None:
@@ -303,20 +361,41 @@ def check_scales(cfg) -> None:
                         f"scales[].iterations ({sum(its)})")
 
 
+def refuse_controls(cfg: Any, what: str) -> None:
+    """For a kind that runs none of Gatys 2017's controls (the video): one line naming the first one asked for."""
+    if any(s.mask is not None for s in cfg.style):
+        raise UserError(f"config key 'style[].mask' (spatial control) is not supported for {what}")
+    if any(s.style for s in cfg.scales):
+        raise UserError(f"config key 'scales[].style' (scale control) is not supported for {what}")
+    if cfg.color.preserve == "luminance_only":
+        raise UserError(f"config key 'color.preserve': luminance_only is not supported for {what}; use luminance")
+
+
 def check_nst(cfg: NSTConfig) -> None:
     """nst's own cross-section checks (a schema built on NSTConfig, e.g. the video's, calls it from its own)."""
     NSTConfig.check(cfg)
 
 
-def normalise_style(raw: dict) -> None:
-    """``style`` may be one path, a list of paths, or a list of {path, weight}."""
-    style = raw.get("style")
-    if style is None:
-        return
+def _style_list(style: Any) -> Any:
+    """One path, a list of paths, or a list of {path, weight, mask} -> [{path, ...}]; ``mask: m.png`` -> {path}."""
     if isinstance(style, str):
         style = [style]
-    if isinstance(style, list):
-        raw["style"] = [{"path": s} if isinstance(s, str) else s for s in style]
+    if not isinstance(style, list):
+        return style
+    out = [{"path": s} if isinstance(s, str) else s for s in style]
+    for s in out:
+        if isinstance(s, dict) and isinstance(s.get("mask"), str):
+            s["mask"] = {"path": s["mask"]}
+    return out
+
+
+def normalise_style(raw: dict) -> None:
+    """``style`` (the run's and each scale's) may be one path, a list of paths, or a list of {path, weight, mask}."""
+    if raw.get("style") is not None:
+        raw["style"] = _style_list(raw["style"])
+    for scale in raw.get("scales") if isinstance(raw.get("scales"), list) else []:
+        if isinstance(scale, dict) and scale.get("style") is not None:
+            scale["style"] = _style_list(scale["style"])
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), schema: type = NSTConfig, check=None,

@@ -15,7 +15,7 @@ from nst.cluster import Where, add_flags, where_from_args
 from nst.config import PATH_KEYS, NSTConfig, defaults_yaml, load_config, to_dict
 from nst.errors import UserError
 from nst.events import Control
-from nst.inputs import load_inputs
+from nst.inputs import load_controls, load_inputs
 from nst.kinds import Kind
 from nst.recorded_run import network, recorded_run
 from nst.weights import cache_dir
@@ -51,6 +51,7 @@ def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = No
     if late:
         say(f"notice: snapshots {late} lie past optimizer.iterations ({cfg.optimizer.iterations}); not written")
     content, styles, init = load_inputs(cfg)  # image errors come before TensorFlow's slow import
+    masks, scale_styles = load_controls(cfg, content)  # spatial control's masks, scale control's styles
 
     with quiet_tensorflow_import():
         from nst.engine import Numerics
@@ -71,7 +72,7 @@ def execute(cfg: NSTConfig, loaded_weights=None, progress_every: int | None = No
     def work(control: Control, _recorder):
         return stylize(content, styles, cfg, extractors=make_extractors(recipe, weights), control=control,
                        init_file=init, log=say, numerics=Numerics(cfg.precision, cfg.optimizer.xla, cache_dir()),
-                       tile_runner=runner)
+                       tile_runner=runner, masks=masks, scale_styles=scale_styles)
 
     try:
         return recorded_run(cfg, info, plan, headline=headline, work=work, control=control,

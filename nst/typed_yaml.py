@@ -55,6 +55,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert (int -> float, dict -> dataclass)."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
+        sections = [t for t in typing.get_args(tp) if dataclasses.is_dataclass(t)]
+        if isinstance(value, dict) and len(sections) == 1:  # a mapping can only mean the section: say what is wrong in it
+            return _coerce(value, sections[0], key)
         errors = []
         for option in typing.get_args(tp):
             try:
@@ -151,22 +154,28 @@ def _apply_override(raw: dict, keys: list[str], value: Any) -> None:
 
 
 def resolve_paths(raw: dict, base: Path, path_keys: tuple[str, ...]) -> None:
+    """Make the relative paths under ``path_keys`` absolute against ``base``; a ``[]`` in a key (``style[].path``,
+    ``scales[].style[].mask.path``) stands for every item of that list."""
     def fix(p: Any) -> Any:  # "auto" stays literal: doodle's automatic maps (doodle.style_map: auto)
         keep = not isinstance(p, str) or p in ("", "auto") or Path(p).is_absolute()
         return p if keep else str((base / p).resolve())
 
+    def walk(node: Any, keys: list[str]) -> None:
+        if not isinstance(node, dict) or not keys:
+            return
+        head, rest = keys[0], keys[1:]
+        if head.endswith("[]"):
+            items = node.get(head[:-2])
+            for item in items if isinstance(items, list) else []:
+                walk(item, rest)
+        elif not rest:
+            if head in node:
+                node[head] = fix(node[head])
+        else:
+            walk(node.get(head), rest)
+
     for dotted in path_keys:
-        if dotted == "style[].path":
-            for item in raw.get("style") if isinstance(raw.get("style"), list) else []:
-                if isinstance(item, dict) and "path" in item:
-                    item["path"] = fix(item["path"])
-            continue
-        *parents, last = dotted.split(".")
-        node = raw
-        for k in parents:
-            node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict) and last in node:
-            node[last] = fix(node[last])
+        walk(raw, dotted.split("."))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

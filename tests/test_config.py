@@ -54,7 +54,7 @@ def test_defaults_yaml_round_trips_through_the_loader(tmp_path):
     text = defaults_yaml()
     assert yaml.safe_load(text) == to_dict(NSTConfig())
     raw = yaml.safe_load(text)
-    raw.update(content=str(C), style=[{"path": str(S), "weight": 1.0}], output_dir=str(tmp_path / "o"))
+    raw.update(content=str(C), style=[{"path": str(S), "weight": 1.0, "mask": None}], output_dir=str(tmp_path / "o"))
     cfg = load_config(cfg_file(tmp_path, yaml.safe_dump(raw)))
     assert to_dict(cfg) == raw
 

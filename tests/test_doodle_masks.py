@@ -1,4 +1,4 @@
-"""doodle.masks: label masks follow the network (Keras neural_doodle example; Champandard 2016).
+"""nst.masks (moved from doodle.masks): label masks follow the network (Keras neural_doodle example; Champandard 2016).
 
 2x2 average pooling at every pool, optional 3x3 smoothing (padding not counted) at every conv; the
 masks must have exactly the feature maps' shapes, odd sizes included, and keep summing to 1.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from doodle.masks import layer_masks, resize_masks, semantic_channels
+from nst.masks import layer_masks, resize_masks, semantic_channels
 from nst.features import FeatureExtractor, all_layers
 
 LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block3_pool"]

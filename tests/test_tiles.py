@@ -123,7 +123,7 @@ def test_tiled_grams_are_the_whole_images(vgg16):
 
 def test_doodle_tiled_masked_grams_are_the_whole_images(vgg16):
     from doodle.losses import masked_grams
-    from doodle.masks import layer_masks
+    from nst.masks import layer_masks
     from doodle.tiles import tiled_masked_grams
     from nst.features import FeatureExtractor
 

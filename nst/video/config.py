@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from nst.config import PATH_KEYS, NSTConfig, check_choices, check_nst, load_config
+from nst.config import PATH_KEYS, NSTConfig, check_choices, check_nst, load_config, refuse_controls
 from nst.errors import UserError
 from nst.video.io import MAX_FPS, MIN_FPS
 
@@ -46,6 +46,7 @@ def check_video(cfg: VideoConfig) -> None:
     if not cfg.content:
         raise UserError("no clip to stylise: give --input CLIP (a video file or a folder of frames)")
     check_nst(cfg)
+    refuse_controls(cfg, "video")  # the clip's own objective has no masks, per-scale styles or luminance run
     check_choices(cfg, VIDEO_CHOICES)
     v = cfg.video
     if v.iterations < 1:
