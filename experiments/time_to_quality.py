@@ -1,8 +1,8 @@
 """Time to quality: how many loss+gradient evaluations (and seconds) each method needs to reach a target loss.
 
     python -m experiments.time_to_quality [--config configs/oil_landscape.yaml] [--size 256]
-        [--target LOSS | --target-from METHOD] [--out runs/ttq256]
-        --method NAME [KEY=VALUE ...] [--method NAME KEY=VALUE ...] ...
+        [--target [LABEL=]LOSS ...] [--target-from METHOD [--at ITER ...]] [--stop-at LOSS]
+        [--out runs/ttq256] [--xmax EVALS] --method NAME [KEY=VALUE ...] [--method NAME KEY=VALUE ...] ...
 
 Each method is a list of ``--set`` overrides on the config (e.g. ``optimizer.history=100``,
 ``init.method=content``, ``scales=[{size: 0.5, iterations: 100}, {size: 1.0, iterations: 150}]``,
@@ -17,7 +17,9 @@ full-size row. Cost is counted in *full-size evaluations*: an evaluation at a co
 the full size's pixels (``--set`` scales at 0.5 cost ~1/4). The final result (8-bit ``result.png``) is scored
 with :class:`nst.score.Scorer` under the same objective. The target is ``--target`` or the final loss (its last
 curve row, as run.json's final_losses) of the method named by ``--target-from`` (e.g. the 1000-iteration
-reference).
+reference), or its losses at the ``--at`` iterations; several targets give a column each. ``--stop-at LOSS``
+cancels a method once its full-size loss is at or below LOSS (a cancelled run writes no result.png, so its
+last image is written as ``stopped.png`` and scored).
 
 Writes ``<out>/<method>/`` (the run folder, ``curve.csv``, ``summary.json``; a method whose summary exists with
 the same overrides is not run again), ``<out>/ttq.csv`` / ``ttq.md`` (the table) and ``<out>/ttq.png`` (total
@@ -214,21 +216,29 @@ def plot(out: Path, names: list[str], targets: list[tuple[str, float]], size: in
     return path
 
 
+def parse_target(text: str) -> tuple[str, float]:
+    """``LABEL=LOSS`` or ``LOSS`` (labelled ``target``)."""
+    label, _, value = text.rpartition("=")
+    try:
+        return (label or "target", float(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not LOSS or LABEL=LOSS") from None
+
+
 def targets_of(args, out: Path) -> list[tuple[str, float]]:
-    """(label, loss) pairs: --target values, or --target-from METHOD's loss at each --at iteration (its final
-    loss without --at)."""
-    if args.target:
-        return [(f"target{i + 1}" if len(args.target) > 1 else "target", t) for i, t in enumerate(args.target)]
-    curve = read_curve(out / args.target_from)
-    if not args.at:
-        return [(f"{args.target_from}@{int(curve[-1]['iteration'])}", curve[-1]["total"])]
+    """(label, loss) pairs, lowest last: --target-from METHOD's losses at each --at iteration (its final loss
+    without --at), then the --target values."""
     found = []
-    for it in args.at:
-        row = next((r for r in curve if int(r["iteration"]) == it), None)
-        if row is None:
-            raise SystemExit(f"error: --at {it}: {args.target_from} has no iteration {it}")
-        found.append((f"{args.target_from}@{it}", row["total"]))
-    return found
+    if args.target_from:
+        curve = read_curve(out / args.target_from)
+        if not args.at:
+            found.append((f"{args.target_from}@{int(curve[-1]['iteration'])}", curve[-1]["total"]))
+        for it in args.at or []:
+            row = next((r for r in curve if int(r["iteration"]) == it), None)
+            if row is None:
+                raise SystemExit(f"error: --at {it}: {args.target_from} has no iteration {it}")
+            found.append((f"{args.target_from}@{it}", row["total"]))
+    return sorted(found + list(args.target or []), key=lambda t: -t[1])
 
 
 # ---------------------------------------------------------------- main
@@ -238,7 +248,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/oil_landscape.yaml", help="the config whose objective scores")
     p.add_argument("--size", type=int, default=256, help="image.size of every run")
-    p.add_argument("--target", type=float, nargs="+", help="target total loss(es)")
+    p.add_argument("--target", type=parse_target, nargs="+", metavar="[LABEL=]LOSS", help="target total loss(es)")
     p.add_argument("--target-from", metavar="METHOD", help="take the targets from this method's curve")
     p.add_argument("--at", type=int, nargs="+", metavar="ITER",
                    help="with --target-from: its losses at these iterations (default: its final loss)")
@@ -259,8 +269,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_one(args.config, args.size, args.child, methods[args.child], out, args.stop_at)))
         return
-    if (args.target is None) == (args.target_from is None):
-        raise SystemExit("error: give exactly one of --target LOSS and --target-from METHOD")
+    if args.target is None and args.target_from is None:
+        raise SystemExit("error: give --target [LABEL=]LOSS and/or --target-from METHOD")
     if args.target_from and args.target_from not in methods:
         raise SystemExit(f"error: --target-from {args.target_from} is not one of the methods")
     print(f"machine: {cpu_model()}; load {load()}", flush=True)

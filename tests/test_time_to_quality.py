@@ -35,9 +35,12 @@ def write_method(out: Path, name: str, rows: list[tuple], status: str = "finishe
 
 def test_targets_are_the_reference_losses_at_the_asked_iterations(tmp_path):
     write_method(tmp_path, "ref", [(1, 2, 2, 1, 100.0), (2, 3, 3, 1, 50.0), (3, 5, 5, 1, 40.0)])
-    got = ttq.targets_of(Namespace(target=None, target_from="ref", at=[2, 3]), tmp_path)
-    assert got == [("ref@2", 50.0), ("ref@3", 40.0)]
+    got = ttq.targets_of(Namespace(target=[ttq.parse_target("prev=45")], target_from="ref", at=[3, 2]), tmp_path)
+    assert got == [("ref@2", 50.0), ("prev", 45.0), ("ref@3", 40.0)]  # lowest last
     assert ttq.targets_of(Namespace(target=None, target_from="ref", at=None), tmp_path) == [("ref@3", 40.0)]
+    assert ttq.parse_target("1.5e9") == ("target", 1.5e9)
+    with pytest.raises(ttq.argparse.ArgumentTypeError):
+        ttq.parse_target("a=b")
     with pytest.raises(SystemExit, match="no iteration 7"):
         ttq.targets_of(Namespace(target=None, target_from="ref", at=[7]), tmp_path)
 
