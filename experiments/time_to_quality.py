@@ -1,8 +1,8 @@
 """Time to quality: how many loss+gradient evaluations (and seconds) each method needs to reach a target loss.
 
     python -m experiments.time_to_quality [--config configs/oil_landscape.yaml] [--size 256]
-        [--target LOSS | --target-from METHOD] [--out runs/ttq256]
-        --method NAME [KEY=VALUE ...] [--method NAME KEY=VALUE ...] ...
+        [--target [LABEL=]LOSS ...] [--target-from METHOD [--at ITER ...]] [--stop-at LOSS]
+        [--out runs/ttq256] [--xmax EVALS] --method NAME [KEY=VALUE ...] [--method NAME KEY=VALUE ...] ...
 
 Each method is a list of ``--set`` overrides on the config (e.g. ``optimizer.history=100``,
 ``init.method=content``, ``scales=[{size: 0.5, iterations: 100}, {size: 1.0, iterations: 150}]``,
@@ -17,7 +17,9 @@ full-size row. Cost is counted in *full-size evaluations*: an evaluation at a co
 the full size's pixels (``--set`` scales at 0.5 cost ~1/4). The final result (8-bit ``result.png``) is scored
 with :class:`nst.score.Scorer` under the same objective. The target is ``--target`` or the final loss (its last
 curve row, as run.json's final_losses) of the method named by ``--target-from`` (e.g. the 1000-iteration
-reference).
+reference), or its losses at the ``--at`` iterations; several targets give a column each. ``--stop-at LOSS``
+cancels a method once its full-size loss is at or below LOSS (a cancelled run writes no result.png, so its
+last image is written as ``stopped.png`` and scored).
 
 Writes ``<out>/<method>/`` (the run folder, ``curve.csv``, ``summary.json``; a method whose summary exists with
 the same overrides is not run again), ``<out>/ttq.csv`` / ``ttq.md`` (the table) and ``<out>/ttq.png`` (total
@@ -68,13 +70,17 @@ def check_method(name: str, sets: list[str]) -> None:
 # ---------------------------------------------------------------- one method (child process)
 
 
-def run_one(config: str, size: int, name: str, sets: list[str], out: Path) -> dict:
+def run_one(config: str, size: int, name: str, sets: list[str], out: Path, stop_at: float | None = None) -> dict:
+    import numpy as np
+    from PIL import Image
+
     from nst.config import load_config
     from nst.events import Control
     from nst.inputs import load_inputs
     from nst.run import execute
     from nst.score import Scorer, load_scored_image
-    from nst.transfer import make_extractor
+    from nst.recipe import TransferRecipe
+    from nst.transfer import make_extractors
     from nst.weights import load_weights
 
     folder = out / name
@@ -83,7 +89,8 @@ def run_one(config: str, size: int, name: str, sets: list[str], out: Path) -> di
     weights = load_weights(cfg.model.network, cfg.model.weights, cfg.model.download)
     content, styles, _ = load_inputs(ref_cfg, log=lambda _s: None)
     full = content.shape[0] * content.shape[1]
-    rows, cost, last = [], [0.0], [0]
+    rows, cost, last, final = [], [0.0], [0], [None]
+    control = Control()
 
     def collect(ev) -> None:
         h, w = ev.size
@@ -92,14 +99,23 @@ def run_one(config: str, size: int, name: str, sets: list[str], out: Path) -> di
         rows.append({"iteration": ev.iteration, "evaluations": ev.evaluations, "full_evals": round(cost[0], 3),
                      "seconds": round(ev.seconds, 3), "phase": ev.phase, "size": f"{w}x{h}",
                      "full_size": int(h * w == full), "total": ev.total})
+        if h * w == full:
+            final[0] = ev.image
+            if stop_at is not None and ev.total <= stop_at:  # reached: the rest of the curve costs time only
+                control.cancel()
 
     load_before, start = load(), time.perf_counter()
-    record = execute(cfg, weights, control=Control([collect]))
+    control.subscribe(collect)
+    record = execute(cfg, weights, control=control)
     wall = time.perf_counter() - start
     load_after = load()
-    scorer = Scorer(ref_cfg, content, styles, make_extractor(ref_cfg, weights[0], weights[1].network, "float32"))
-    image, _ = load_scored_image(str(folder / "run" / "result.png"), (content.shape[1], content.shape[0]),
-                                 ref_cfg.image.max_input_pixels)
+    extractor = make_extractors(TransferRecipe.of(ref_cfg, weights[1].network), weights[0])("float32")
+    scorer = Scorer(ref_cfg, content, styles, extractor)
+    result = folder / "run" / "result.png"
+    if record.get("status") == "cancelled":  # stopped at --stop-at: the run wrote no result; score its last image
+        result = folder / "stopped.png"
+        Image.fromarray(np.clip(np.round(final[0]), 0, 255).astype(np.uint8)).save(result)
+    image, _ = load_scored_image(str(result), (content.shape[1], content.shape[0]), ref_cfg.image.max_input_pixels)
     with open(folder / "curve.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -128,17 +144,21 @@ def to_target(curve: list[dict], target: float) -> dict | None:
     return next((r for r in curve if r["full_size"] and r["total"] <= target), None)
 
 
-def table(out: Path, names: list[str], target: float) -> list[dict]:
+def table(out: Path, names: list[str], targets: list[tuple[str, float]]) -> list[dict]:
+    """One row per method: for each target the full-size evaluations (raw evaluations) and seconds to reach it."""
     rows = []
     for name in names:
         s = json.loads((out / name / "summary.json").read_text())
-        hit = to_target(read_curve(out / name), target)
-        rows.append({"method": name, "sets": " ".join(s["sets"]),
-                     "evals_to_target": int(hit["evaluations"]) if hit else None,
-                     "full_evals_to_target": hit["full_evals"] if hit else None,
-                     "seconds_to_target": hit["seconds"] if hit else None,
-                     "evaluations": s["evaluations"], "full_evals": s["full_evals"], "seconds": s["seconds"],
-                     "final_total": s["scored_total"], "vs_target": s["scored_total"] / target,
+        curve = read_curve(out / name)
+        row = {"method": name, "sets": " ".join(s["sets"])}
+        for label, value in targets:
+            hit = to_target(curve, value)
+            row[f"full_evals_to_{label}"] = hit["full_evals"] if hit else None
+            row[f"evals_to_{label}"] = int(hit["evaluations"]) if hit else None
+            row[f"seconds_to_{label}"] = hit["seconds"] if hit else None
+        rows.append({**row, "evaluations": s["evaluations"], "full_evals": s["full_evals"], "seconds": s["seconds"],
+                     "status": s["status"], "final_total": s["scored_total"],
+                     "vs_last_target": s["scored_total"] / targets[-1][1],
                      "load": f"{s['load_before']} -> {s['load_after']}"})
     with open(out / "ttq.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -148,20 +168,25 @@ def table(out: Path, names: list[str], target: float) -> list[dict]:
     def fmt(v, spec):
         return "—" if v is None else format(v, spec)
 
-    lines = [f"target {target:.4g} (float32 objective); CPU {json.loads((out / names[0] / 'summary.json').read_text())['cpu']}",
-             "", "| method | evaluations to target | full-size evaluations to target | seconds to target | "
-             "evaluations / full-size / seconds run | final loss (result.png) | / target | load (1, 5, 15 min) |",
-             "|---|---|---|---|---|---|---|---|"]
+    cpu = json.loads((out / names[0] / "summary.json").read_text())["cpu"]
+    heads = " | ".join(f"to {label} ({value:.4g}): evaluations (raw) / s" for label, value in targets)
+    lines = [f"float32 objective; CPU {cpu}; evaluations count full-size equivalents (a coarse-scale evaluation "
+             "counts its pixel share), raw engine evaluations in brackets", "",
+             f"| method | {heads} | run: evaluations / s | final loss (result.png) | / {targets[-1][0]} | "
+             "load before -> after (1, 5, 15 min) |",
+             "|---|" + "---|" * len(targets) + "---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {fmt(r['evals_to_target'], 'd')} | {fmt(r['full_evals_to_target'], '.0f')} | "
-                     f"{fmt(r['seconds_to_target'], '.0f')} | {r['evaluations']} / {r['full_evals']:.0f} / "
-                     f"{r['seconds']:.0f} | {r['final_total']:.4g} | {r['vs_target']:.3f} | {r['load']} |")
+        cells = " | ".join(f"{fmt(r[f'full_evals_to_{l}'], '.0f')} ({fmt(r[f'evals_to_{l}'], 'd')}) / "
+                           f"{fmt(r[f'seconds_to_{l}'], '.0f')}" for l, _ in targets)
+        stopped = " (stopped at target)" if r["status"] == "cancelled" else ""
+        lines.append(f"| {r['method']} | {cells} | {r['full_evals']:.0f} / {r['seconds']:.0f}{stopped} | "
+                     f"{r['final_total']:.4g} | {r['vs_last_target']:.3f} | {r['load']} |")
     (out / "ttq.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return rows
 
 
-def plot(out: Path, names: list[str], target: float, size: int) -> Path:
+def plot(out: Path, names: list[str], targets: list[tuple[str, float]], size: int, xmax: float | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,19 +197,48 @@ def plot(out: Path, names: list[str], target: float, size: int) -> Path:
         curve = [r for r in read_curve(out / name) if r["full_size"]]
         if curve:
             ax.plot([r["full_evals"] for r in curve], [r["total"] for r in curve], label=name, lw=1.3)
-    ax.axhline(target, color="k", ls="--", lw=0.8, label=f"target {target:.4g}")
+    for (label, value), style in zip(targets, ["--", ":", "-."] * 4):
+        ax.axhline(value, color="k", ls=style, lw=0.8, label=f"{label} {value:.4g}")
     ax.set_yscale("log")
     ax.set_xlabel("loss+gradient evaluations (full-size equivalents: a coarse-scale evaluation counts its pixel share)")
     ax.set_ylabel("total loss at full size (float32 objective)")
     ax.set_title(f"time to quality, {size} px")
-    lo = min(target, *(min(r["total"] for r in read_curve(out / n) if r["full_size"]) for n in names)) * 0.97
-    ax.set_ylim(lo, target * 2.0)
+    low = min(v for _, v in targets)
+    lo = min(low, *(min(r["total"] for r in read_curve(out / n) if r["full_size"]) for n in names)) * 0.97
+    ax.set_ylim(lo, max(v for _, v in targets) * 2.0)
+    if xmax:
+        ax.set_xlim(0, xmax)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / "ttq.png"
     fig.savefig(path, dpi=110)
     return path
+
+
+def parse_target(text: str) -> tuple[str, float]:
+    """``LABEL=LOSS`` or ``LOSS`` (labelled ``target``)."""
+    label, _, value = text.rpartition("=")
+    try:
+        return (label or "target", float(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not LOSS or LABEL=LOSS") from None
+
+
+def targets_of(args, out: Path) -> list[tuple[str, float]]:
+    """(label, loss) pairs, lowest last: --target-from METHOD's losses at each --at iteration (its final loss
+    without --at), then the --target values."""
+    found = []
+    if args.target_from:
+        curve = read_curve(out / args.target_from)
+        if not args.at:
+            found.append((f"{args.target_from}@{int(curve[-1]['iteration'])}", curve[-1]["total"]))
+        for it in args.at or []:
+            row = next((r for r in curve if int(r["iteration"]) == it), None)
+            if row is None:
+                raise SystemExit(f"error: --at {it}: {args.target_from} has no iteration {it}")
+            found.append((f"{args.target_from}@{it}", row["total"]))
+    return sorted(found + list(args.target or []), key=lambda t: -t[1])
 
 
 # ---------------------------------------------------------------- main
@@ -194,10 +248,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/oil_landscape.yaml", help="the config whose objective scores")
     p.add_argument("--size", type=int, default=256, help="image.size of every run")
-    p.add_argument("--target", type=float, help="the target total loss")
-    p.add_argument("--target-from", metavar="METHOD", help="take the target from this method's final loss")
+    p.add_argument("--target", type=parse_target, nargs="+", metavar="[LABEL=]LOSS", help="target total loss(es)")
+    p.add_argument("--target-from", metavar="METHOD", help="take the targets from this method's curve")
+    p.add_argument("--at", type=int, nargs="+", metavar="ITER",
+                   help="with --target-from: its losses at these iterations (default: its final loss)")
+    p.add_argument("--xmax", type=float, help="the plot's last evaluation")
     p.add_argument("--method", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE",
                    help="a method: a name, then --set overrides (repeat for each method)")
+    p.add_argument("--stop-at", type=float, metavar="LOSS",
+                   help="end a method once its full-size loss is at or below LOSS (saves the time past a target)")
     p.add_argument("--out", help="folder (default runs/ttq<size>)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -208,10 +267,10 @@ def main() -> None:
     for name, sets in methods.items():
         check_method(name, sets)
     if args.child:
-        print(json.dumps(run_one(args.config, args.size, args.child, methods[args.child], out)))
+        print(json.dumps(run_one(args.config, args.size, args.child, methods[args.child], out, args.stop_at)))
         return
-    if (args.target is None) == (args.target_from is None):
-        raise SystemExit("error: give exactly one of --target LOSS and --target-from METHOD")
+    if args.target is None and args.target_from is None:
+        raise SystemExit("error: give --target [LABEL=]LOSS and/or --target-from METHOD")
     if args.target_from and args.target_from not in methods:
         raise SystemExit(f"error: --target-from {args.target_from} is not one of the methods")
     print(f"machine: {cpu_model()}; load {load()}", flush=True)
@@ -222,7 +281,8 @@ def main() -> None:
             continue
         (out / name).mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "experiments.time_to_quality", "--config", args.config, "--size",
-               str(args.size), "--out", str(out), "--child", name, "--method", name, *sets]
+               str(args.size), "--out", str(out), "--child", name, "--method", name, *sets,
+               *(["--stop-at", str(args.stop_at)] if args.stop_at is not None else [])]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if done.returncode:
             print(f"{name}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
@@ -233,10 +293,9 @@ def main() -> None:
     names = [n for n in methods if (out / n / "summary.json").is_file()]
     if not names:
         return
-    target = args.target if args.target is not None else \
-        json.loads((out / args.target_from / "summary.json").read_text())["final_curve_total"]
-    table(out, names, target)
-    print(f"plot: {plot(out, names, target, args.size)}")
+    targets = targets_of(args, out)
+    table(out, names, targets)
+    print(f"plot: {plot(out, names, targets, args.size, args.xmax)}")
 
 
 if __name__ == "__main__":

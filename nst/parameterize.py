@@ -95,9 +95,6 @@ class Linear:
 
     def __init__(self, hw: tuple[int, int], levels: int = 1, colour: bool = False, bounded: bool = True):
         self.shapes = level_shapes(hw, levels)
-        import os  # EXPLORATION ONLY (remove): per-level gain of the coefficients
-        g = float(os.environ.get("NST_PYRAMID_GAIN", "1"))
-        self.gains = [g ** k for k in range(levels)]
         self.sizes = [h * w * 3 for h, w in self.shapes]
         self.colour = tf.constant(COLOUR) if colour else None
         self.bounded = bounded
@@ -114,7 +111,7 @@ class Linear:
 
     def synthesize(self, z: tf.Tensor) -> tf.Tensor:
         """z (n,) -> P z as (1, H, W, 3), unclipped: coarsest level up, add the next finer, ..., then colour."""
-        levels = [c * lev for c, lev in zip(self.gains, self._levels(tf.cast(z, tf.float32)))]
+        levels = self._levels(tf.cast(z, tf.float32))
         x = levels[-1]
         for level, (h, w) in zip(reversed(levels[:-1]), reversed(self.shapes[:-1])):
             x = level + tf.image.resize(x, (h, w), method="bilinear")
@@ -133,7 +130,7 @@ class Linear:
             gauss.append(tf.image.resize(gauss[-1], (h, w), method="area"))
         coeffs = [g - tf.image.resize(coarser, g.shape[1:3], method="bilinear")
                   for g, coarser in zip(gauss[:-1], gauss[1:])] + [gauss[-1]]
-        return np.concatenate([c.numpy().ravel() / g for c, g in zip(coeffs, self.gains)]).astype(np.float32)
+        return np.concatenate([c.numpy().ravel() for c in coeffs]).astype(np.float32)
 
     def decode(self, params: np.ndarray) -> np.ndarray:
         """z -> the (H, W, 3) float32 image the objective sees (clipped to 0..255 when bounded)."""
