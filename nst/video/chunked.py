@@ -72,7 +72,7 @@ def run_chunked(cfg, clip, styles, run, video_path: Path, loaded_weights, contro
     """The chunked clip into ``run`` (the outer :class:`nst.video.record.VideoRun`); returns run.json's record.
 
     ``where`` (:class:`nst.cluster.Where`, Ray already reached) spreads the frames over a :class:`ChunkPool`;
-    ``source`` overrides its workers' weights (tests: a stub network)."""
+    ``source`` overrides the network's weights, here or in the workers (tests: a stub network)."""
     from nst.recipe import TransferRecipe
     from nst.tile_pool import WeightsSource
     from nst.transfer import make_extractors
@@ -142,8 +142,9 @@ def run_chunked(cfg, clip, styles, run, video_path: Path, loaded_weights, contro
                 from nst.determinism import seed_everything
 
                 seed_everything(cfg.seed)
-                solver = FrameSolver(cfg, make_extractors(recipe, weights), styles, clip.frames[0], n, say,
-                                     cache_dir())
+                extractors = (source.extractors(recipe.network, recipe.pooling, list(recipe.layers)) if source
+                              else make_extractors(recipe, weights))
+                solver = FrameSolver(cfg, extractors, styles, clip.frames[0], n, say, cache_dir())
                 run_here(schedule, clip.frames, solver, on_frame, control)
         for c in chunks:
             c.close_csv()
