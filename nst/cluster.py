@@ -154,11 +154,13 @@ def connect(address: str | None, local: bool = False, timeout: float = 10.0, mod
             ray.init(**kwargs)
         else:
             _init_within(ray, kwargs, init_timeout or max(60.0, timeout), address)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when its node does not start in time
+        if isinstance(exc, UserError):
+            raise
         hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" or not isinstance(exc, ConnectionError) else \
             " (a cluster with token auth also needs RAY_AUTH_MODE=token and its token here: docs/SWEEPS.md)"
         raise UserError(f"cannot start or join Ray at {address or 'this machine'}: "
-                        f"{str(exc).strip().splitlines()[0][:200]}{hint}") from None
+                        f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]}{hint}") from None
     return True
 
 
