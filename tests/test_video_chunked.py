@@ -82,9 +82,11 @@ def clip(tmp_path, data_dir):
 
 
 def _cfg(clip, out, *extra):
+    """The defaults (their layers merge with --set, the shipped config's would keep conv4_2) on the stub's layer."""
     from nst.video.config import load_video_config
 
-    return load_video_config(CONFIG, [f"content={clip}", f"output_dir={out}", *SETS, *extra])
+    style = REPO.parent / "shared" / "data" / "style" / "starry_night.jpg"
+    return load_video_config(None, [f"content={clip}", f"style={style}", f"output_dir={out}", *SETS, *extra])
 
 
 def _frames(folder: Path) -> list[np.ndarray]:
