@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass
 
 from nst.errors import UserError
@@ -88,6 +89,8 @@ def reachable(address: str, timeout: float) -> None:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
+    except socket.gaierror as exc:
+        raise UserError(f"cannot reach a Ray cluster at {address}: unknown host {host} ({exc.strerror})") from None
     except socket.timeout:
         raise UserError(f"cannot reach a Ray cluster at {address}: no answer within {timeout:g} s "
                         f"(--connect-timeout)") from None
@@ -112,12 +115,14 @@ def auto_address() -> str:
 
 
 def connect(address: str | None, local: bool = False, timeout: float = 10.0, modules: list[str] | None = None,
-            env: dict[str, str] | None = None) -> bool:
+            env: dict[str, str] | None = None, init_timeout: float | None = None) -> bool:
     """Start or join Ray; True when Ray is up (now or already), False for ``local`` (run here, no Ray).
 
     ``address`` None: a new Ray of our own on this machine (not a `ray start` cluster that happens to run
     here: that takes ``auto``). ``modules``: package folders shipped to every worker (Ray ``py_modules``;
     on one machine the workers import this checkout anyway). ``env``: environment of every worker.
+    ``timeout``: seconds for the TCP check of the address; ``init_timeout`` (default: 60 s, or ``timeout`` if
+    longer): seconds for joining the cluster once it answers (a port that is no Ray head hangs there).
     """
     if local:
         if address is not None:
@@ -134,7 +139,7 @@ def connect(address: str | None, local: bool = False, timeout: float = 10.0, mod
         target = auto_address() if address.strip() == "auto" else address.strip()
         if target != "auto":
             reachable(target, timeout)
-        _send_token_if_present()
+        send_token_if_present()
     if target == "local":
         # Ray starts its workers 15 nice levels down (RAY_worker_niceness); on a machine shared with other jobs that
         # leaves a print's workers the leftovers, slower than the serial loop it replaces: ours run at our niceness
@@ -142,21 +147,52 @@ def connect(address: str | None, local: bool = False, timeout: float = 10.0, mod
     runtime_env = {"env_vars": {"PYTHONWARNINGS": "ignore", **(env or {})}}
     if modules:
         runtime_env["py_modules"] = list(modules)
+    kwargs = dict(address=target, runtime_env=runtime_env, log_to_driver=False, include_dashboard=False,
+                  logging_level="ERROR")
     try:
-        ray.init(address=target, runtime_env=runtime_env, log_to_driver=False, include_dashboard=False,
-                 logging_level="ERROR")
-    except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception too ("node timed out during startup")
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        raise UserError(f"cannot start or join Ray at {address or 'this machine'}: {lines[0][:200]}") from None
+        if target == "local":
+            ray.init(**kwargs)
+        else:
+            _init_within(ray, kwargs, init_timeout or max(60.0, timeout), address)
+    except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when its node does not start in time
+        if isinstance(exc, UserError):
+            raise
+        hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" or not isinstance(exc, ConnectionError) else \
+            " (a cluster with token auth also needs RAY_AUTH_MODE=token and its token here: docs/SWEEPS.md)"
+        raise UserError(f"cannot start or join Ray at {address or 'this machine'}: "
+                        f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]}{hint}") from None
     return True
 
 
-def _send_token_if_present() -> None:
+def _init_within(ray, kwargs: dict, timeout: float, address: str) -> None:
+    """``ray.init(**kwargs)`` in a helper thread, given up after ``timeout`` s: a port that takes the connection
+    but is no Ray head makes Ray wait for minutes (the process ends soon after the one-line error, the thread
+    with it)."""
+    result: dict = {}
+
+    def init() -> None:
+        try:
+            ray.init(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=init, name="ray-init", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise UserError(f"the Ray cluster at {address} did not answer within {timeout:g} s: is it a Ray "
+                        f"head's address (usually port 6379; ray://HOST:10001 for Ray Client)? --connect-timeout S "
+                        f"waits longer")
+    if "error" in result:
+        raise result["error"]
+
+
+def send_token_if_present() -> None:
     """Ray >= 2.59's ``ray start --head`` turns token auth on when a token exists on the machine, but a driver
     given HOST:PORT leaves it off unless RAY_AUTH_MODE says so: send the token when one is there (a cluster
     without auth ignores it). The user's RAY_AUTH_MODE wins; an older Ray has nothing to set up."""
     if "RAY_AUTH_MODE" in os.environ:
-        return
+        return  # the user's choice
     try:
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available as enable)

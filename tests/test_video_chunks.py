@@ -1,6 +1,6 @@
 """A clip in chunks (nst.video.chunks): the ranges, the cross-fade at the joins, which frame steps a join
-touches, and the chunks on a local Ray — each chunk the clip loop of its frames, a worker killed mid-chunk
-and the chunk redone. The Ray test uses a stub network (a fixed 1x1 conv) at 32x24 px."""
+touches, and the stub network (a fixed 1x1 conv) that tests/test_video_chunked.py runs chunked clips on, here
+and on a local Ray with a worker killed mid-frame."""
 
 from __future__ import annotations
 
@@ -91,33 +91,3 @@ def _clip_and_cfg():
                                    "progress.quiet=true"])
     style = rng.uniform(0, 255, (24, 24, 3)).astype(np.float32)
     return frames, cfg, [(style, 1.0)]
-
-
-@pytest.mark.ray
-def test_chunks_on_ray_are_the_clip_loop_per_chunk_even_when_a_worker_dies(tmp_path):
-    ray = pytest.importorskip("ray")
-    import sys
-
-    from nst.video.chunks import stylise_chunk, stylise_on_ray
-
-    frames, cfg, styles = _clip_and_cfg()
-    ranges = chunk_ranges(len(frames), 4, 1)  # [(0, 4), (3, 6)]
-    expected = [stylise_chunk(cfg, StubExtractors(), styles, frames[s:e]) for s, e in ranges]
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        notes = []
-        joined, got_ranges, per_chunk = stylise_on_ray(cfg, StubSource(die=str(tmp_path / "died")), styles, frames,
-                                                       4, 1, max_parallel=2, log=notes.append)
-    finally:
-        if started_here:
-            ray.shutdown()
-    assert got_ranges == ranges and (tmp_path / "died").exists()
-    assert any("worker died during chunk" in n for n in notes), notes
-    for got, want in zip(per_chunk, expected):
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, atol=1e-2)
-    np.testing.assert_allclose(joined[3], 0.5 * per_chunk[0][3] + 0.5 * per_chunk[1][0], atol=1e-4)
-    assert len(joined) == len(frames)

@@ -84,11 +84,10 @@ def main(argv: list[str]) -> int:
 
 def check_address(address: str) -> None:
     """``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST:PORT``, else a one-line refusal."""
-    from experiments.sweep.runners import split_address
+    from nst.cluster import host_port
 
-    if address not in ("auto", "local") and split_address(address) is None:
-        raise UserError(f"--address {address!r}: give HOST:PORT (a Ray head, usually port 6379), ray://HOST:PORT "
-                        f"(Ray Client, usually 10001) or auto")
+    if address not in ("auto", "local"):
+        host_port(address)  # the one-line refusal names HOST:PORT
 
 
 def _run(sweep: SweepFile, kind, points: list[Point], args) -> int:

@@ -15,11 +15,6 @@ filesystem (docs/SWEEPS.md).
 
 from __future__ import annotations
 
-import logging
-import os
-import re
-import socket
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -29,6 +24,7 @@ from typing import Callable
 from experiments.sweep.point import outcome, previous, run_point, set_aside_damaged
 from experiments.sweep.spec import Point, Resources
 from nst.cli import say
+from nst.cluster import send_token_if_present  # noqa: F401 - the sweep's name for it (tests, docs)
 from nst.errors import UserError
 
 OnResult = Callable[[dict], None]
@@ -141,113 +137,15 @@ def shipped_modules() -> list[str]:
     return [str(Path(nst.__file__).parent), str(Path(doodle.__file__).parent)]
 
 
-def split_address(address: str) -> tuple[str, int] | None:
-    """(host, port) of ``HOST:PORT`` / ``ray://HOST:PORT`` / ``[v6]:PORT``, or None if it is neither."""
-    m = re.fullmatch(r"(?:ray://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})", address.strip())
-    if not m or not 0 < int(m.group(2)) < 65536:
-        return None
-    return m.group(1).strip("[]"), int(m.group(2))
-
-
-def probe(address: str, timeout: float) -> None:
-    """A TCP connection to the cluster's address within ``timeout`` seconds, or a one-line UserError.
-
-    Ray itself retries a closed or silent port for minutes without a word; this says at once what is wrong."""
-    host, port = split_address(address) or (None, None)
-    if host is None:
-        raise UserError(f"--address {address!r}: give HOST:PORT (a Ray head, usually port 6379), ray://HOST:PORT "
-                        f"(Ray Client, usually 10001) or auto")
-    try:
-        with socket.create_connection((host, port), timeout=min(timeout, 10.0)):
-            pass
-    except socket.gaierror as exc:
-        raise UserError(f"cannot reach a Ray cluster at {address}: unknown host {host} ({exc.strerror})") from None
-    except TimeoutError:
-        raise UserError(f"cannot reach a Ray cluster at {address}: no answer from {host}:{port} within "
-                        f"{min(timeout, 10.0):g} s (a firewall, or the wrong address?)") from None
-    except OSError as exc:
-        raise UserError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc} (is `ray start --head` "
-                        f"running there, on that port?)") from None
-
-
 def connect(address: str | None, timeout: float = 60.0) -> None:
-    """``ray.init``: a new local Ray (address None) or a cluster (``auto``, ``ray://host:port``, ``host:port``).
+    """Ray for a sweep, through :func:`nst.cluster.connect` (one way to connect for every command): a new local
+    Ray (address None or ``local``: Ray's own default would join a cluster `ray start` left on this machine) or a
+    cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``), probed first and joined within ``timeout`` seconds;
+    nst and doodle are shipped to the workers."""
+    from nst.cluster import connect as join
 
-    None means ``address="local"``: Ray's own default would join a cluster that ``ray start`` left running on
-    this machine (or RAY_ADDRESS); a sweep uses a cluster only when ``--address`` names one. A named cluster is
-    probed first (:func:`probe`), and ``ray.init`` is given ``timeout`` seconds: a port that answers but is no
-    Ray head (Ray would wait on it for minutes) is a one-line error too.
-    """
-    try:
-        import ray
-    except ImportError:
-        raise UserError("Ray is not installed: pip install -e '.[cluster]' (or run with --local)") from None
-    if ray.is_initialized():
-        return
-    remote = address not in (None, "local")
-    if remote:
-        if address != "auto":
-            probe(address, timeout)
-        send_token_if_present()
-    env = {"py_modules": shipped_modules(), "env_vars": {"PYTHONWARNINGS": "ignore"}}
-    kwargs = dict(address=address or "local", runtime_env=env, log_to_driver=False, include_dashboard=False,
-                  logging_level="ERROR")
-    try:
-        if remote:
-            _init_within(ray, kwargs, timeout, address)
-        else:
-            ray.init(**kwargs)
-    except ConnectionError as exc:
-        hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else \
-            " (a cluster with token auth also needs RAY_AUTH_MODE=token and its token here: docs/SWEEPS.md)"
-        raise UserError(f"cannot reach a Ray cluster at {address}: {str(exc).splitlines()[0]}{hint}") from None
-
-
-def _init_within(ray, kwargs: dict, timeout: float, address: str) -> None:
-    """``ray.init(**kwargs)`` in a helper thread, given up after ``timeout`` seconds (it cannot be interrupted;
-    the process ends soon after the one-line error, the thread with it)."""
-    result: dict = {}
-
-    def init() -> None:
-        try:
-            ray.init(**kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            result["error"] = exc
-
-    worker = threading.Thread(target=init, name="ray-init", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise UserError(f"the Ray cluster at {address} did not answer within {timeout:g} s: is it a Ray head's "
-                        f"address (usually port 6379; ray://HOST:10001 for Ray Client)? --connect-timeout S waits "
-                        f"longer")
-    if "error" in result:
-        raise result["error"]
-
-
-def send_token_if_present() -> None:
-    """Authenticate to a cluster the way ``ray.init(address="auto")`` does, for an explicit address too.
-
-    Ray >= 2.59 starts ``ray start --head`` with token auth whenever a token exists on the machine
-    (``~/.ray/auth_token``, written by any earlier local ``ray.init()``), but a driver given ``host:port``
-    keeps auth off unless RAY_AUTH_MODE=token is set, and the head answers InvalidAuthToken. So when
-    RAY_AUTH_MODE is unset and a token is present, send it (a cluster without auth ignores it). Ray's own
-    helper does this (and refreshes Ray's cached config); an older Ray has no token auth to set up.
-    """
-    if "RAY_AUTH_MODE" in os.environ:
-        return  # the user's choice
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available as enable)
-    except ImportError:
-        return
-    quiet = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # its "token authentication is enabled" warning is about starting a cluster
-    try:
-        enable(warn_if_disabled=False)
-    finally:
-        quiet.setLevel(level)
+    join(None if address in (None, "local") else address, timeout=min(timeout, 10.0), modules=shipped_modules(),
+         init_timeout=timeout)
 
 
 def slots(resources, n_points: int, max_parallel: int | None) -> int:

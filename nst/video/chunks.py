@@ -1,20 +1,27 @@
-"""A clip in chunks: runs of consecutive frames, a few frames of overlap, each chunk the usual flow-warped,
-temporally consistent loop (:class:`nst.video.stylize.ClipStylizer`) on its own Ray worker, joined by a
-cross-fade over the overlap.
+"""A clip in chunks: runs of consecutive frames sharing a few frames of overlap, each chunk the usual
+flow-warped, temporally consistent loop (:class:`nst.video.stylize.ClipStylizer`), the chunks in parallel
+(:mod:`nst.video.chunk_pool`), joined by a cross-fade over each overlap. No files are read or written here.
 
-A chunk cannot start from the previous chunk's last result (that would make it wait for it), so it starts
-as a clip does, from the config's init with ``optimizer.iterations``, and warps on from there. Two chunks
-stylise their shared frames differently (another start, another local minimum); :func:`join` fades from
-the earlier chunk to the later one over those frames, so the change is spread over ``overlap + 1`` frame
-steps instead of one. :mod:`experiments.video_chunks` measures the temporal-consistency error at the joins
-against inside the chunks. No files are read or written here.
+Where a later chunk starts decides how well it joins. Started from the config's init (``start="init"``),
+it paints its shared frames as another local minimum, and the fade only spreads that change over the
+overlap (docs/VIDEO.md: 2-3x the error inside a chunk). Started from the **key frame** (``start="key"``,
+the default) it warps the clip's stylised first frame straight to its own first frame (one flow, frame 1
+-> frame s) and runs a later frame's ``video.iterations`` with the temporal loss against it: both chunks
+of a join then carry the same strokes, and only the key frame has to be waited for (every chunk's first
+frame needs it; nothing else is shared). Work is a set of :class:`Step` s, one frame each, a step waiting
+only for the frame it warps from.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from nst.errors import UserError
+
+STARTS = ("key", "init")
 
 
 def chunk_ranges(n: int, length: int, overlap: int) -> list[tuple[int, int]]:
@@ -69,94 +76,114 @@ def joins(ranges: list[tuple[int, int]]) -> set[int]:
     return out
 
 
-def stylise_chunk(cfg, extractors, styles, frames: list[np.ndarray], control=None, log=None) -> list[np.ndarray]:
-    """One chunk: its first frame as a clip's first, the rest warped on (the loop of :mod:`nst.video.run`)."""
-    from nst.events import Control
-    from nst.video.stylize import ClipStylizer
-
-    control = control or Control()
-    stylizer = ClipStylizer(cfg, extractors, styles, frames[0], len(frames), log)
-    out = [stylizer.first(frames[0], control).image]
-    for i in range(1, len(frames)):
-        # the previous result as the CLI keeps it (8-bit), so a chunk is what the serial clip would make
-        previous = np.clip(np.round(out[-1]), 0, 255).astype(np.float32)
-        out.append(stylizer.next(frames[i], frames[i - 1], previous, control).image)
-    return out
+# ---------------------------------------------------------------- the work: one step per frame of a chunk
 
 
-class ChunkWorker:
-    """A Ray actor: stylises chunks; the network is loaded once per worker process (nst.tile_pool)."""
+@dataclass(frozen=True)
+class Step:
+    chunk: int  # 0-based
+    frame: int  # 0-based frame of the clip
+    source: int | None  # the clip frame it is warped from (None: the config's init, optimizer.iterations)
+    source_chunk: int = 0  # the chunk whose result of ``source`` it warps (its own, or chunk 0's key frame)
 
-    def __init__(self, source, threads: int = 1):
-        from nst.tile_pool import hold_threads
 
-        hold_threads(threads)
-        self.source, self._extractors = source, {}
+def plan(ranges: list[tuple[int, int]], start: str = "key") -> list[list[Step]]:
+    """Each chunk's steps in order. Chunk 1 is the clip loop; a later chunk's first frame warps chunk 1's
+    frame 1 (``key``) or starts from the config's init (``init``); its other frames warp their predecessor."""
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    chains = []
+    for k, (s, e) in enumerate(ranges):
+        first = Step(k, s, None, k) if k == 0 or start == "init" else Step(k, s, 0, 0)
+        chains.append([first, *(Step(k, j, j - 1, k) for j in range(s + 1, e))])
+    return chains
 
-    def run(self, cfg, styles, frames: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
-        """(the chunk's stylised frames, seconds it took here)."""
-        import time
 
-        from nst.recipe import TransferRecipe
+class Schedule:
+    """Which steps can run now: a chunk's next step once the result it warps is in (one step per chunk at a
+    time), given the results already kept (a resumed run)."""
 
+    def __init__(self, chains: list[list[Step]], done: dict[tuple[int, int], np.ndarray] | None = None):
+        self.chains = chains
+        self.results: dict[tuple[int, int], np.ndarray] = dict(done or {})  # (chunk, frame) -> 8-bit result
+        self.running: set[Step] = set()
+
+    @property
+    def total(self) -> int:
+        return sum(len(c) for c in self.chains)
+
+    @property
+    def finished(self) -> bool:
+        return len(self.results) >= self.total
+
+    def left(self, chunk: int) -> int:
+        return sum((s.chunk, s.frame) not in self.results for s in self.chains[chunk])
+
+    def source_of(self, step: Step) -> np.ndarray | None:
+        return None if step.source is None else self.results[(step.source_chunk, step.source)]
+
+    def ready(self) -> list[Step]:
+        out = []
+        for chain in self.chains:
+            step = next((s for s in chain if (s.chunk, s.frame) not in self.results), None)
+            if step is None or step in self.running:
+                continue
+            if step.source is None or (step.source_chunk, step.source) in self.results:
+                out.append(step)
+        return out
+
+    def finish(self, step: Step, result: np.ndarray) -> None:
+        self.running.discard(step)
+        self.results[(step.chunk, step.frame)] = result
+
+
+def eight_bit(image: np.ndarray) -> np.ndarray:
+    """A result as a saved PNG holds it: what the next frame warps from (serial and resumed runs alike)."""
+    return np.clip(np.round(image), 0, 255).astype(np.float32)
+
+
+# ---------------------------------------------------------------- one frame of a step (a worker, or here)
+
+
+@dataclass
+class FrameOut:
+    image: np.ndarray
+    iterations: int
+    stop: str
+    info: dict
+    events: list = field(default_factory=list)  # (precision, {terms..., total}, seconds) per iteration
+    seconds: float = 0.0
+
+
+class FrameSolver:
+    """The clip's stylizer (style targets and compiled step made once) solving one step at a time."""
+
+    def __init__(self, cfg, extractors, styles, first_frame: np.ndarray, frames: int, log=None, cache_dir=None):
+        from nst.video.stylize import ClipStylizer
+
+        self.stylizer = ClipStylizer(cfg, extractors, styles, first_frame, frames, log, cache_dir)
+
+    def solve(self, frame: np.ndarray, source_frame: np.ndarray | None, source_result: np.ndarray | None,
+              control=None) -> FrameOut:
+        from nst.events import Control
+
+        events: list = []
+        control = control or Control()
+        keep = lambda ev: events.append((ev.precision, {**ev.terms, "total": ev.total}, ev.seconds))  # noqa: E731
+        control.subscribers.insert(0, keep)
         start = time.perf_counter()
+        try:
+            r = (self.stylizer.first(frame, control) if source_result is None
+                 else self.stylizer.next(frame, source_frame, source_result, control))
+        finally:
+            control.subscribers.remove(keep)
+        return FrameOut(r.image, r.iterations, r.stop, r.info, events, time.perf_counter() - start)
 
-        recipe = TransferRecipe.of(cfg, self.source.network)
-        key = (recipe.network, recipe.pooling, tuple(recipe.layers))
-        if key not in self._extractors:
-            self._extractors[key] = self.source.extractors(recipe.network, recipe.pooling, recipe.layers)
-        out = stylise_chunk(cfg, self._extractors[key], styles, frames)
-        return out, time.perf_counter() - start
 
-
-def stylise_on_ray(cfg, source, styles, frames: list[np.ndarray], length: int, overlap: int,
-                   max_parallel: int | None = None, cpus: float = 1.0, retries: int = 2, log=None):
-    """The clip in chunks on Ray (connect first): (joined frames, ranges, per-chunk frames). A chunk whose worker
-    dies is redone on a new one, up to ``retries`` times."""
-    import ray
-
-    log = log or (lambda _s: None)
-    ranges = chunk_ranges(len(frames), length, overlap)
-    from nst.tile_pool import worker_env
-
-    threads, env = worker_env(cpus)
-    fit = int(ray.cluster_resources().get("CPU", 0) // cpus)
-    if fit < 1:
-        raise UserError(f"the Ray cluster has too few CPUs for a worker of {cpus:g}")
-    slots = min(len(ranges), fit, max_parallel or fit)
-    Actor = ray.remote(ChunkWorker).options(num_cpus=cpus, max_restarts=0, runtime_env={"env_vars": env})
-    actors = [Actor.remote(source, threads) for _ in range(slots)]
-    idle, todo, running, done = list(actors), list(enumerate(ranges)), {}, {}
-    attempts = {k: 0 for k in range(len(ranges))}
-    cfg_ref, styles_ref = ray.put(cfg), ray.put(styles)
-    try:
-        while todo or running:
-            while idle and todo:
-                k, (s, e) = todo.pop(0)
-                actor = idle.pop()
-                running[actor.run.remote(cfg_ref, styles_ref, frames[s:e])] = (actor, k)
-            ready, _ = ray.wait(list(running), num_returns=1)
-            for ref in ready:
-                actor, k = running.pop(ref)
-                try:
-                    done[k], seconds = ray.get(ref)
-                    idle.append(actor)
-                    log(f"chunk {k + 1}/{len(ranges)} (frames {ranges[k][0] + 1}..{ranges[k][1]}) done in "
-                        f"{seconds:.1f} s on its worker")
-                except ray.exceptions.RayActorError:
-                    attempts[k] += 1
-                    if attempts[k] > retries:
-                        raise UserError(f"chunk {k + 1} failed {attempts[k]} times (its worker died)") from None
-                    log(f"notice: a worker died during chunk {k + 1}; the chunk is redone on a new worker")
-                    ray.kill(actor, no_restart=True)
-                    actors.append(Actor.remote(source, threads))
-                    idle.append(actors[-1])
-                    todo.insert(0, (k, ranges[k]))
-    finally:
-        for actor in actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-    per_chunk = [done[k] for k in range(len(ranges))]
-    return join(per_chunk, ranges), ranges, per_chunk
+def stylise_chunk(cfg, extractors, styles, frames: list[np.ndarray], control=None, log=None) -> list[np.ndarray]:
+    """One chunk (or a whole clip) frame after frame, here: what the serial CLI makes of ``frames``."""
+    solver = FrameSolver(cfg, extractors, styles, frames[0], len(frames), log)
+    out = [solver.solve(frames[0], None, None, control).image]
+    for i in range(1, len(frames)):
+        out.append(solver.solve(frames[i], frames[i - 1], eight_bit(out[-1]), control).image)
+    return out

@@ -30,6 +30,8 @@ class VideoSection:
     temporal_form: str = "paper"  # paper: sum c (x - w)^2 / (H W 3) (Ruder et al. eq. 7) | sum: without the / D
     init: str = "warped"  # warped: previous result warped by the flow (Ruder et al.) | frame: the config's init
     folder_fps: float = 24.0  # frames per second of a folder of frames, 0.1..240 (a video file keeps its own)
+    chunk_length: int = 0  # frames per chunk (0: the whole clip frame after frame); chunks run in parallel on Ray
+    chunk_overlap: int = 2  # frames two neighbouring chunks share (cross-faded), 0..(chunk_length - 1) // 2
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,15 @@ def check_video(cfg: VideoConfig) -> None:
     if not MIN_FPS <= v.folder_fps <= MAX_FPS:
         raise UserError(f"config key 'video.folder_fps' must be in {MIN_FPS:g}..{MAX_FPS:g} frames per second, got "
                         f"{v.folder_fps:g}")
+    if v.chunk_length != 0 and v.chunk_length < 2:
+        raise UserError(f"config key 'video.chunk_length' must be 0 (no chunks) or at least 2 frames, got "
+                        f"{v.chunk_length}")
+    if v.chunk_overlap < 0:
+        raise UserError(f"config key 'video.chunk_overlap' must not be negative, got {v.chunk_overlap}")
+    if v.chunk_length and v.chunk_overlap > (v.chunk_length - 1) // 2:
+        raise UserError(f"config key 'video.chunk_overlap' ({v.chunk_overlap}) must be at most "
+                        f"{(v.chunk_length - 1) // 2} for video.chunk_length {v.chunk_length} (no frame in three "
+                        f"chunks)")
     if cfg.snapshots:
         raise UserError("config key 'snapshots' must be [] for video: every frame is saved in frames/")
     if cfg.init.method == "file":

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from nst.cli import run_main, say
+from nst.cluster import Where, add_flags, where_from_args
 from nst.config import defaults_yaml, to_dict
 from nst.determinism import seed_everything
 from nst.errors import UserError
@@ -36,6 +37,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--restart", action="store_true", help="replace a different run in the run folder")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--defaults", action="store_true", help="print every key with its default and exit")
+    add_flags(p, "a clip's chunks (video.chunk_length)")
     return p.parse_args(argv)
 
 
@@ -105,8 +107,12 @@ def check_outputs(cfg: VideoConfig, video_path: Path, out: Path) -> None:
 
 
 def execute(cfg: VideoConfig, video_path: Path | None = None, restart: bool = False, loaded_weights=None,
-            control: Control | None = None) -> dict:
+            control: Control | None = None, where: Where | None = None, source=None) -> dict:
     """One video run; returns run.json's record (status finished / cancelled).
+
+    ``video.chunk_length`` > 0 runs the clip in chunks (:mod:`nst.video.chunked`), on Ray when ``where`` says so
+    (Ray is reached, or refused in one line, before the run folder is touched; ``source``: the workers' weights,
+    tests give a stub). Without chunks ``where`` is ignored with a notice: the clip runs frame after frame here.
 
     The run folder's contract is :mod:`nst.video.record`'s (lock, space, atomic writes, failures recorded);
     a UserError (bad input, a failed write) leaves with run.json saying ``failed`` once the run has begun.
@@ -127,14 +133,38 @@ def execute(cfg: VideoConfig, video_path: Path | None = None, restart: bool = Fa
     video_path = Path(video_path or out / "video.mp4")
     check_outputs(cfg, video_path, out)
     n = len(clip.frames)
+    parallel = where is not None and where.parallel
+    if parallel and not v.chunk_length:
+        say("notice: video.chunk_length is 0, so the clip runs here frame after frame (--ray / --address spread "
+            "a clip's chunks: --set video.chunk_length=N)")
+        where = None
+    elif parallel:
+        _connect(where)
     run = VideoRun(out, to_dict(cfg), Path(cfg.content), n, clip.hw, restart, video_path)
     try:
         if video_path.exists() and not run.video_owned:
             raise UserError(f"{video_path} exists and no earlier run of {out} wrote it; move it away or choose "
                             f"another --output")
+        if v.chunk_length:
+            from nst.video.chunked import run_chunked
+
+            return run_chunked(cfg, clip, styles, run, video_path, loaded_weights, control or Control(), write_video,
+                               where, source)
         return _run_frames(cfg, clip, styles, run, video_path, loaded_weights, control or Control(), write_video)
     finally:
         run.close()
+
+
+def _connect(where: Where) -> None:
+    """Ray up (or one error line); on a cluster nst is shipped to the workers, which may sit on other machines."""
+    from nst.cluster import connect
+
+    modules = None
+    if where.address is not None:
+        import nst
+
+        modules = [str(Path(nst.__file__).parent)]
+    connect(where.address, timeout=where.timeout, modules=modules)
 
 
 def _run_frames(cfg, clip, styles, run, video_path: Path, loaded_weights, control: Control, write_video) -> dict:
@@ -207,6 +237,7 @@ def _run_frames(cfg, clip, styles, run, video_path: Path, loaded_weights, contro
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    where = where_from_args(args)
     overrides, video = outputs(args)
 
     def load() -> VideoConfig:
@@ -217,7 +248,7 @@ def main(argv: list[str]) -> int:
     cfg = config_from_args(args, "python -m nst.video CONFIG --input CLIP [--output OUT.mp4] [--set key=value ...]",
                            lambda: defaults_yaml(VideoConfig), load)
     if cfg is not None:
-        execute(cfg, video, args.restart)
+        execute(cfg, video, args.restart, where=where)
     return 0
 
 
