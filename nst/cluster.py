@@ -215,3 +215,15 @@ def shutdown() -> None:
         return
     if ray.is_initialized():
         ray.shutdown()
+
+
+def worker_slots(cpus: float, max_parallel: int | None, what: str) -> tuple[int, int]:
+    """(workers to start, live nodes) on the joined Ray for workers of ``cpus`` CPUs each, at most
+    ``max_parallel``; a cluster too small for one is a UserError naming ``what`` (a tile / a chunk worker)."""
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0)
+    fit = int(total // cpus)
+    if fit < 1:
+        raise UserError(f"the Ray cluster has {total:g} CPUs; a {what} worker asks for {cpus:g} (--cpus-per-worker)")
+    return min(fit, max_parallel or fit), len([n for n in ray.nodes() if n.get("Alive")])

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nst.cluster import worker_slots
 from nst.errors import UserError
 from nst.tiles import blend, colour_phases, crop
 
@@ -141,6 +142,27 @@ def worker_env(cpus: float) -> tuple[int, dict[str, str]]:
                      "OMP_NUM_THREADS": str(threads)}
 
 
+def start_actor(worker_cls, source, cpus: float):
+    """One worker process of ``worker_cls`` (TileWorker, the video's ChunkWorker) asking for ``cpus`` CPUs, its
+    TensorFlow held to that many threads; never restarted by Ray (the pools redo a dead worker's step)."""
+    import ray
+
+    threads, env = worker_env(cpus)
+    return ray.remote(worker_cls).options(num_cpus=cpus, max_restarts=0,
+                                          runtime_env={"env_vars": env}).remote(source, threads)
+
+
+def kill_actors(actors) -> None:
+    """Kill every worker (they hold nothing a run needs: results are back in the driver)."""
+    import ray
+
+    for actor in actors:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
 class TileWorker:
     """A Ray actor (one worker process): optimises one tile at a time for the job it was last given."""
 
@@ -182,13 +204,7 @@ class TilePool:
         if not ray.is_initialized():
             raise RuntimeError("TilePool needs Ray: call nst.cluster.connect first")
         self.source, self.cpus, self.retries = source, float(cpus), retries
-        total = ray.cluster_resources().get("CPU", 0)
-        fit = int(total // self.cpus)
-        if fit < 1:
-            raise UserError(f"the Ray cluster has {total:g} CPUs; a tile worker asks for {self.cpus:g} "
-                            f"(--cpus-per-worker)")
-        self.slots = min(fit, max_parallel or fit)
-        self.nodes = len([n for n in ray.nodes() if n.get("Alive")])
+        self.slots, self.nodes = worker_slots(self.cpus, max_parallel, "tile")
         self.actors: list = []
         self.idle: list = []
         self._job: tuple[tuple, str, object] | None = None  # ((task, index, scale), key, ObjectRef of the TileJob)
@@ -197,11 +213,7 @@ class TilePool:
     # ---------------------------------------------------------------- workers
 
     def _actor(self):
-        import ray
-
-        threads, env = worker_env(self.cpus)
-        actor = ray.remote(TileWorker).options(num_cpus=self.cpus, max_restarts=0,
-                                               runtime_env={"env_vars": env}).remote(self.source, threads)
+        actor = start_actor(TileWorker, self.source, self.cpus)
         self.actors.append(actor)
         return actor
 
@@ -219,13 +231,7 @@ class TilePool:
 
     def close(self) -> None:
         """Kill every worker (they hold nothing the run needs: results are back in the driver)."""
-        import ray
-
-        for actor in self.actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+        kill_actors(self.actors)
         self.actors, self.idle, self._job = [], [], None
 
     def __enter__(self) -> TilePool:

@@ -118,3 +118,16 @@ def test_ray_that_fails_to_start_is_one_line(monkeypatch):
     monkeypatch.setattr(ray, "init", boom)
     with pytest.raises(UserError, match=r"^cannot start or join Ray at this machine: The current node timed out"):
         connect(None)
+
+
+def test_worker_slots_fit_the_cluster_cap_and_refuse_a_cluster_too_small(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from nst.cluster import worker_slots
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 5.0})
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": False}, {"Alive": True}])
+    assert worker_slots(1.0, None, "tile") == (5, 2)
+    assert worker_slots(2.0, None, "tile") == (2, 2)
+    assert worker_slots(1.0, 3, "chunk") == (3, 2)
+    with pytest.raises(UserError, match=r"^the Ray cluster has 5 CPUs; a chunk worker asks for 8 \(--cpus-per-worker\)$"):
+        worker_slots(8.0, None, "chunk")

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from nst.cluster import worker_slots
 from nst.errors import UserError
 from nst.video.chunks import FrameOut, FrameSolver, Schedule, Step
 
@@ -87,13 +88,7 @@ class ChunkPool:
         if not ray.is_initialized():
             raise RuntimeError("ChunkPool needs Ray: call nst.cluster.connect first")
         self.source, self.cpus, self.retries = source, float(cpus), retries
-        total = ray.cluster_resources().get("CPU", 0)
-        fit = int(total // self.cpus)
-        if fit < 1:
-            raise UserError(f"the Ray cluster has {total:g} CPUs; a chunk worker asks for {self.cpus:g} "
-                            f"(--cpus-per-worker)")
-        self.slots = min(fit, max_parallel or fit)
-        self.nodes = len([n for n in ray.nodes() if n.get("Alive")])
+        self.slots, self.nodes = worker_slots(self.cpus, max_parallel, "chunk")
         self.actors: list = []
         self.retried = 0  # frames redone after a worker died
         self.busy = 0.0  # seconds the workers spent on frames
@@ -102,24 +97,16 @@ class ChunkPool:
         return f"ray: up to {self.slots} worker(s) of {self.cpus:g} CPU on {self.nodes} node(s)"
 
     def _actor(self):
-        import ray
+        from nst.tile_pool import start_actor
 
-        from nst.tile_pool import worker_env
-
-        threads, env = worker_env(self.cpus)
-        actor = ray.remote(ChunkWorker).options(num_cpus=self.cpus, max_restarts=0,
-                                                runtime_env={"env_vars": env}).remote(self.source, threads)
+        actor = start_actor(ChunkWorker, self.source, self.cpus)
         self.actors.append(actor)
         return actor
 
     def close(self) -> None:
-        import ray
+        from nst.tile_pool import kill_actors
 
-        for actor in self.actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+        kill_actors(self.actors)
         self.actors = []
 
     def __enter__(self) -> ChunkPool:
