@@ -110,10 +110,12 @@ def test_a_cancelled_chunked_run_keeps_its_frames_writes_no_clip_and_resumes(tmp
 
     control.subscribers.append(stop_at_fourth_frame)
     cut = execute(_cfg(clip, out), tmp_path / "cut.mp4", control=control, source=StubSource())
-    assert cut["status"] == "cancelled" and cut["frames_chunked"] == 3
-    assert not (tmp_path / "cut.mp4").exists() and not list((out / "frames").glob("*.png"))  # nothing joined
+    # the run.json of a cancelled clip counts what its chunk folders hold (more than one event a frame carries
+    # iteration 1, so the cancel lands within the first frames; how many is not the point)
     kept = {p: p.stat().st_mtime_ns for p in out.glob("chunks/*/frames/*.png")}
-    assert len(kept) == 3
+    assert cut["status"] == "cancelled" and 1 <= cut["frames_chunked"] == len(kept) < whole["frames_chunked"]
+    assert sum(c["done"] for c in cut["chunks"]) == len(kept)
+    assert not (tmp_path / "cut.mp4").exists() and not list((out / "frames").glob("*.png"))  # nothing joined
     again = execute(_cfg(clip, out), tmp_path / "cut.mp4", source=StubSource())
     assert again["status"] == "finished" and (tmp_path / "cut.mp4").is_file()
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished frames were not redone

@@ -87,6 +87,12 @@ def run_chunked(cfg, clip, styles, run, video_path: Path, loaded_weights, contro
     say(f"network: {info.network} ({info.source})\nweights: {info.path} sha256 {info.sha256}")
     chunks: list[VideoRun] = []
     pool = None
+
+    def progress() -> dict:
+        return {"frames_chunked": len(schedule.results), "frames_chunked_total": schedule.total,
+                "chunks": [{"frames": [s + 1, e], "done": c.done} for (s, e), c in zip(ranges, chunks)],
+                "where": where.describe() if where is not None else "here, serially"}
+
     try:
         for k, (s, e) in enumerate(ranges):  # each checked (and locked) before anything is written
             chunks.append(VideoRun(out / "chunks" / f"{k + 1:02d}", {**run.config, "chunk": [s, e]},
@@ -112,9 +118,7 @@ def run_chunked(cfg, clip, styles, run, video_path: Path, loaded_weights, contro
         control.subscribers[:0] = [lambda ev: current[0](ev)]  # losses.csv of the chunk whose frame it is
 
         def status(state: str, **extra) -> dict:
-            return run.write(state, frames_chunked=len(schedule.results), frames_chunked_total=schedule.total,
-                             chunks=[{"frames": [s + 1, e], "done": c.done} for (s, e), c in zip(ranges, chunks)],
-                             where=where.describe() if where is not None else "here, serially", **extra)
+            return run.write(state, **progress(), **extra)
 
         def on_frame(step: Step, fo: FrameOut) -> np.ndarray:
             c, local = chunks[step.chunk], step.frame - ranges[step.chunk][0] + 1
@@ -161,19 +165,19 @@ def run_chunked(cfg, clip, styles, run, video_path: Path, loaded_weights, contro
         extra = {"retried_frames": pool.retried, "worker_seconds": round(pool.busy, 1)} if pool else {}
         done = status("finished", video=str(video_path), audio=audio, fps=str(clip.fps), **extra)
     except Cancelled as exc:
-        trouble = _abort(run, chunks, "cancelled")
+        trouble = _abort(run, chunks, "cancelled", progress=progress())
         if trouble:
             raise UserError(f"run cancelled, but run.json could not be updated ({trouble})") from None
         say(f"cancelled: {exc}; {len(schedule.results)} of {schedule.total} frames kept; the same command resumes")
         return run.last or {"status": "cancelled", "frames_done": 0}
     except KeyboardInterrupt:
-        trouble = _abort(run, chunks, "interrupted")
+        trouble = _abort(run, chunks, "interrupted", progress=progress())
         kept = (f"run.json (status interrupted) and {len(schedule.results)} of {schedule.total} frames of the chunks "
                 f"kept in {out}; the same command resumes" + (f"; run.json could not be updated ({trouble})"
                                                                if trouble else ""))
         raise Interrupted(kept) from None
     except UserError as exc:
-        trouble = _abort(run, chunks, "failed", str(exc))
+        trouble = _abort(run, chunks, "failed", str(exc), progress())
         if trouble:
             raise UserError(f"{exc}; run.json could not be updated either ({trouble})") from None
         raise
@@ -190,6 +194,8 @@ def run_chunked(cfg, clip, styles, run, video_path: Path, loaded_weights, contro
     return done
 
 
-def _abort(run, chunks, status: str, error: str = "") -> str:
+def _abort(run, chunks, status: str, error: str = "", progress=None) -> str:
+    """Record how the clip ended in every chunk's folder and the clip's; ``progress`` (frames of the chunks done,
+    per chunk) keeps what a resumed run will find in the clip's run.json too."""
     troubles = [c.abort(status, error) for c in chunks]
-    return run.abort(status, error) or next((t for t in troubles if t), "")
+    return run.abort(status, error, **(progress or {})) or next((t for t in troubles if t), "")

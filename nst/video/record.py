@@ -270,15 +270,16 @@ class VideoRun:
         self.last = info
         return info
 
-    def abort(self, status: str, error: str = "") -> str:
+    def abort(self, status: str, error: str = "", **extra) -> str:
         """Record an interrupted, cancelled or failed run (once the folder was begun); returns "" or why
-        run.json could not be written (a full disk: the lock's reserve is given up, then it is tried again)."""
+        run.json could not be written (a full disk: the lock's reserve is given up, then it is tried again).
+        ``extra`` joins the record (a chunked clip's progress over its chunks)."""
         if not self.begun:
             return ""
         self.close_csv()
         for attempt in range(2):
             try:
-                self.write(status, **({"error": error} if error else {}))
+                self.write(status, **extra, **({"error": error} if error else {}))
                 return ""
             except UserError as exc:
                 if attempt:
