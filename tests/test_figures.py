@@ -112,7 +112,7 @@ def test_only_and_list(capsys):
 # ---------------------------------------------------------------- the quick build (slow)
 
 
-def make_figures(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+def make_figures(args: list[str], timeout: float = 1500) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     return subprocess.run([sys.executable, "-m", "experiments.make_figures", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
