@@ -197,3 +197,16 @@ def test_docs_copies_are_small(quick):
         assert d.parent == out / "docs"
         assert 5_000 < d.stat().st_size < 150_000, d
         assert not_blank(d)
+
+
+def test_docs_jpeg_copy_stays_under_the_bound_even_for_noise(tmp_path):
+    """write_jpeg lowers quality, then width, until the copy fits (a noisy grid once came out at 200 kB)."""
+    from experiments.fig_style_forms import JPEG_MAX_BYTES, JPEG_MAX_WIDTH, write_jpeg
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "noise.png"
+    Image.fromarray(rng.integers(0, 256, (1200, 2400, 3), dtype=np.uint8)).save(src)
+    dst = write_jpeg(src, tmp_path / "noise.jpg")
+    assert dst.stat().st_size <= JPEG_MAX_BYTES < 150_000
+    with Image.open(dst) as img:
+        assert img.width <= JPEG_MAX_WIDTH and abs(img.width / img.height - 2.0) < 0.02
