@@ -114,6 +114,10 @@ class Control:
         if self._cancel.is_set():
             raise Cancelled(f"cancelled at iteration {ev.iteration}")
 
+    def muted(self) -> Control:
+        """A Control with no subscribers that shares this one's cancel: work whose events are replayed later."""
+        return Control([], self._cancel)
+
     def check(self) -> None:
         """Raise :class:`Cancelled` if cancel() was called (for work between iterations)."""
         if self._cancel.is_set():

@@ -110,8 +110,8 @@ def test_a_cancelled_chunked_run_keeps_its_frames_writes_no_clip_and_resumes(tmp
 
     control.subscribers.append(stop_at_fourth_frame)
     cut = execute(_cfg(clip, out), tmp_path / "cut.mp4", control=control, source=StubSource())
-    # the run.json of a cancelled clip counts what its chunk folders hold (more than one event a frame carries
-    # iteration 1, so the cancel lands within the first frames; how many is not the point)
+    # the run.json of a cancelled clip counts what its chunk folders hold (the cancel lands at the 4th frame's
+    # first event; the frames before it are kept)
     kept = {p: p.stat().st_mtime_ns for p in out.glob("chunks/*/frames/*.png")}
     assert cut["status"] == "cancelled" and 1 <= cut["frames_chunked"] == len(kept) < whole["frames_chunked"]
     assert sum(c["done"] for c in cut["chunks"]) == len(kept)
@@ -123,6 +123,31 @@ def test_a_cancelled_chunked_run_keeps_its_frames_writes_no_clip_and_resumes(tmp
         np.testing.assert_array_equal(a, b)  # resumed = uninterrupted
     record = json.loads((out / "run.json").read_text())
     assert record["chunks"] == [{"frames": [1, 4], "done": 4}, {"frames": [4, 6], "done": 3}]
+
+
+def test_each_frame_reports_its_iterations_once_into_its_own_chunk(tmp_path, clip):
+    """Run here, a frame's events once went out live *and* again when it finished (the live copy into the
+    chunk of the frame before): every event now goes out once, into the losses.csv of its frame's chunk."""
+    import csv
+
+    from nst.video.run import execute
+
+    out, control, seen = tmp_path / "once", Control(), []
+    control.subscribers.append(seen.append)
+    record = execute(_cfg(clip, out), tmp_path / "once.mp4", control=control, source=StubSource())
+    assert record["status"] == "finished"
+    rows = {c.name: list(csv.DictReader((c / "losses.csv").open())) for c in sorted((out / "chunks").iterdir())}
+    assert sorted(rows) == ["01", "02"]
+    for name, chunk_rows in rows.items():
+        frames = [int(r["frame"]) for r in chunk_rows]
+        assert frames == sorted(frames), name  # in frame order: no row of another chunk's frame in between
+        done = {f["frame"]: f["iterations"] for f in json.loads((out / "chunks" / name / "run.json").read_text())["frames"]}
+        assert set(frames) == set(done), name
+        for f, n in done.items():  # one row per iteration the frame's record says it ran (the stub stops early)
+            its = [int(r["iteration"]) for r in chunk_rows if int(r["frame"]) == f]
+            assert its == list(range(1, n + 1)), (name, f, its)
+    assert len(seen) == sum(len(r) for r in rows.values())  # the caller saw each row once
+    assert sum(ev.iteration == 1 for ev in seen) == record["frames_chunked"] == 7
 
 
 @pytest.mark.ray

@@ -41,10 +41,15 @@ class ClipJob:
 
 def run_here(schedule: Schedule, frames: list[np.ndarray], solver: FrameSolver, on_frame: OnFrame,
              control=None) -> None:
-    """Every step in this process, chunk by chunk (the order does not change any frame)."""
+    """Every step in this process, chunk by chunk (the order does not change any frame).
+
+    The solver gets a muted control (cancel still reaches it): ``on_frame`` replays each frame's events once,
+    into its own chunk's losses.csv, as it does for frames from Ray workers.
+    """
+    quiet = control.muted() if control is not None else None
     while not schedule.finished:
         step = schedule.ready()[0]
-        out = solver.solve(frames[step.frame], _source_frame(frames, step), schedule.source_of(step), control)
+        out = solver.solve(frames[step.frame], _source_frame(frames, step), schedule.source_of(step), quiet)
         schedule.finish(step, on_frame(step, out))
 
 
