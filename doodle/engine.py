@@ -128,6 +128,10 @@ class DoodleTask:
             self._scaled = {hw: self.scene.scaled(hw)}
         return self._scaled[hw]
 
+    def cost_key(self) -> str:
+        """The probe's cache key beyond size and network: the doodle's method (patch matching costs its own)."""
+        return f"doodle={self.recipe.method}"
+
     def whole(self, index: int, hw: tuple[int, int], extractor: FeatureExtractor) -> Objective:
         return make_objective(extractor, self.scene.scaled(tuple(hw)), self.recipe)
 

@@ -61,6 +61,9 @@ class Task(Protocol):
     def retarget(self, objective: Objective, hw: tuple[int, int], box: Box, shape: tuple[int, int]) -> None:
         """Refill a tile objective's per-tile targets (content features, doodle masks) for ``box``."""
 
+    # optional: ``cost_key() -> str``, what besides size and network sets the objective's cost per path
+    # ("" for the paper's terms); the precision probe's cache keeps one entry per value
+
 
 class Extractors:
     """The run's VGG feature extractor at each precision, built when first asked for (they share the weights)."""
@@ -155,8 +158,12 @@ def choose_path(plan: list[Scale], task: Task, extractors: Extractors, x0: np.nd
     else:
         work = sum(s.hw[0] * s.hw[1] * s.iterations for s in plan)
     ext = extractors("float32")
-    # cached per size and network: max pooling's gradient has no deterministic XLA kernel, avg pooling's has
+    # cached per size and network: max pooling's gradient has no deterministic XLA kernel, avg pooling's has;
+    # and per objective when its terms cost differently (W2's eigvalsh under XLA ran 6x slower than without)
     key = f"{hw[1]}x{hw[0]} {ext.network}/{getattr(ext, 'pooling', '?')}"
+    cost = getattr(task, "cost_key", None)
+    if callable(cost) and cost():
+        key += f" {cost()}"
     return choose(numerics.precision, numerics.xla, probe, key, work, numerics.cache_dir, log)
 
 

@@ -175,6 +175,10 @@ class TransferTask:
     def __init__(self, images: TransferImages, recipe: TransferRecipe, targets: Targets | None = None):
         self.images, self.recipe, self.targets = images, recipe, targets
 
+    def cost_key(self) -> str:
+        """The probe's cache key beyond size and network: the style form (gram: none, its entries unchanged)."""
+        return "" if self.recipe.style_form == "gram" else f"style_form={self.recipe.style_form}"
+
     def whole(self, index: int, hw: tuple[int, int], extractor: FeatureExtractor) -> Objective:
         if self.targets is not None and tuple(hw) == self.images.content.shape[:2] and not self.images.controlled:
             return make_objective(extractor, self.targets, self.recipe)

@@ -229,6 +229,29 @@ def test_chooser_picks_the_fastest_correct_path_and_caches_it(tmp_path, monkeypa
     assert c32.name == "float32"
 
 
+def test_the_probe_cache_keeps_one_entry_per_objective_cost(monkeypatch):
+    """The probe's cache key carries the task's cost_key: a Gaussian-W2 run at the size a Gram run probed gets
+    its own probe (it once took the Gram run's bfloat16+XLA pick and ran 6x slower per evaluation)."""
+    from types import SimpleNamespace
+
+    from nst.recipe import TransferRecipe
+    from nst.transfer import TransferTask
+
+    keys = []
+    monkeypatch.setattr(engine, "choose", lambda *a, **k: keys.append(a[3]) or prec.Choice("float32", False, "t"))
+    ext = SimpleNamespace(network="vgg16", pooling="avg")
+    numerics = Numerics(precision="auto", xla="auto")
+
+    def key_of(form):
+        recipe = TransferRecipe.of(_cfg(**{"loss.style_form": form}), "vgg16")
+        engine.choose_path([Scale((48, 64), 10)], TransferTask(None, recipe), lambda p="float32": ext,
+                           np.zeros((48, 64, 3), np.float32), numerics, lambda s: None)
+        return keys[-1]
+
+    assert key_of("gram") == "64x48 vgg16/avg"  # the paper's objective: the key (and its cached entries) as before
+    assert key_of("wasserstein") == "64x48 vgg16/avg style_form=wasserstein" != key_of("sliced_wasserstein")
+
+
 def test_chooser_skips_the_probe_for_tiny_runs_and_survives_failing_paths(tmp_path, monkeypatch):
     monkeypatch.setattr(prec, "has_gpu", lambda: False)
     tiny = prec.choose("auto", "auto", lambda p: pytest.fail("probed"), "64x48", 64 * 48 * 10, tmp_path)
