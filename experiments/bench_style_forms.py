@@ -62,6 +62,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--evals", type=int, default=7)
     p.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
+    p.add_argument("--xla", action="store_true", help="XLA-compile every form's step (default: plain float32)")
     args = p.parse_args()
 
     from nst.config import load_config
@@ -85,7 +86,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{info.network}, content {content.shape[1]}x{content.shape[0]}, style {styles[0][0].shape[1]}x"
-          f"{styles[0][0].shape[0]}, {args.evals} timed evaluations per form after a warm-up")
+          f"{styles[0][0].shape[0]}, {args.evals} timed evaluations per form after a warm-up, "
+          f"float32{' + XLA' if args.xla else ''}")
     print(f"{'form':>25} {'s/eval median':>13} {'min-max':>13} {'style at start':>14} {'at style':>10} "
           f"{'start/gram':>10}  note")
     built = {}
@@ -101,7 +103,7 @@ def main() -> None:
             objective.on_round(x0)
             what = "patch matching" if form == "mrf" else "redrawing directions"
             note = f"{what} {time.perf_counter() - start:.2f} s per round"
-        values, grad = objective.step()(image)
+        values, grad = objective.step(args.xla)(image)
         finite = bool(np.isfinite(grad.numpy()).all())
         at_start = sum(float(values[n]) for n in terms)
         style_img = styles[0][0]
@@ -112,7 +114,7 @@ def main() -> None:
         at_style = sum(float(t(feats, None)) for t in terms.values())
         for term in mrf:  # back to the start image's matches for the timing
             term.on_round(x0)
-        built[form] = (objective.step(), at_start, at_style, note, finite, [])
+        built[form] = (objective.step(args.xla), at_start, at_style, note, finite, [])
     for _ in range(args.evals):  # ... then time them in turns, so that a change of load hits every form alike
         for form, (step, *_, times) in built.items():
             start = time.perf_counter()
