@@ -76,7 +76,7 @@ def write_jpeg(src: Path, dst: Path) -> Path:
         img = img.convert("RGB")
         if img.width > JPEG_MAX_WIDTH:
             img = img.resize((JPEG_MAX_WIDTH, round(img.height * JPEG_MAX_WIDTH / img.width)), Image.LANCZOS)
-        # Lower the quality first, then the width, until the copy fits: the bound always holds.
+        # Lower the quality first, then the width, until the copy fits (a 200 px wide copy is kept as it is).
         while True:
             for quality in (88, 80, 70, 60, 50):
                 img.save(dst, "JPEG", quality=quality, optimize=True)

@@ -161,9 +161,9 @@ def choose_path(plan: list[Scale], task: Task, extractors: Extractors, x0: np.nd
     # cached per size and network: max pooling's gradient has no deterministic XLA kernel, avg pooling's has;
     # and per objective when its terms cost differently (W2's eigvalsh under XLA ran 6x slower than without)
     key = f"{hw[1]}x{hw[0]} {ext.network}/{getattr(ext, 'pooling', '?')}"
-    cost = getattr(task, "cost_key", None)
-    if callable(cost) and cost():
-        key += f" {cost()}"
+    cost = getattr(task, "cost_key", lambda: "")()
+    if cost:
+        key += f" {cost}"
     return choose(numerics.precision, numerics.xla, probe, key, work, numerics.cache_dir, log)
 
 
